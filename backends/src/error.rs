@@ -1,0 +1,49 @@
+use std::io;
+
+/// Everything a [`crate::Store`] can refuse or fail with. The gateway maps each variant to
+/// exactly one S3 error code, so the variants follow S3's vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such bucket")]
+    NoSuchBucket,
+    #[error("bucket already exists")]
+    BucketAlreadyExists,
+    #[error("bucket is not empty")]
+    BucketNotEmpty,
+    #[error("invalid bucket name")]
+    InvalidBucketName,
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("object key is not allowed: {0}")]
+    InvalidKey(&'static str),
+    #[error("object key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("no such upload")]
+    NoSuchUpload,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    #[error("parts are not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {0} is smaller than the 5 MiB minimum")]
+    EntityTooSmall(u32),
+    #[error("the requested range cannot be satisfied (object size {size})")]
+    InvalidRange { size: u64 },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("the Content-MD5 does not match the body")]
+    BadDigest,
+    #[error("the {0} checksum does not match the body")]
+    ChecksumMismatch(&'static str),
+    /// The request body stream failed (client went away, size cap, trailer mismatch ...).
+    /// The gateway inspects the inner error to pick the S3 code.
+    #[error("reading the request body: {0}")]
+    Body(io::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

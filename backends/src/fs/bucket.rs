@@ -1,0 +1,167 @@
+//! One bucket on disk: its directory, its listing index and its write locks.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::Path;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::StoredObject;
+use super::blob;
+use super::index::{Entry, Index};
+use super::layout::{Layout, check_bucket_name};
+use crate::error::{Result, StoreError};
+use crate::model::{BucketInfo, now_ms};
+
+/// Writes to different keys commit in parallel; writes to one key take turns.
+const KEY_LOCK_STRIPES: usize = 64;
+
+#[derive(Serialize, Deserialize)]
+struct BucketFile {
+    created_ms: i64,
+}
+
+pub(crate) struct Bucket {
+    pub name: String,
+    created_ms: i64,
+    pub index: RwLock<Index>,
+    /// Object commits hold it shared; deleting the bucket holds it exclusively.
+    pub gate: tokio::sync::RwLock<()>,
+    deleted: AtomicBool,
+    key_locks: Vec<Mutex<()>>,
+}
+
+impl Bucket {
+    fn new(name: String, created_ms: i64, index: Index) -> Self {
+        Self {
+            name,
+            created_ms,
+            index: RwLock::new(index),
+            gate: tokio::sync::RwLock::new(()),
+            deleted: AtomicBool::new(false),
+            key_locks: (0..KEY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn info(&self) -> BucketInfo {
+        BucketInfo {
+            name: self.name.clone(),
+            created: SystemTime::UNIX_EPOCH + Duration::from_millis(self.created_ms.max(0) as u64),
+        }
+    }
+
+    pub async fn lock_key(&self, key: &str) -> MutexGuard<'_, ()> {
+        let stripe = sha2::Sha256::digest(key.as_bytes())[0] as usize % KEY_LOCK_STRIPES;
+        self.key_locks[stripe].lock().await
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+}
+
+/// Creates the bucket directory atomically (built in staging, then renamed into place).
+pub(crate) fn create(layout: &Layout, name: &str) -> Result<Bucket> {
+    let staging = layout.tmp_file();
+    std::fs::create_dir(&staging)?;
+    for sub in ["objects", "uploads", "blobs", "docs"] {
+        std::fs::create_dir(staging.join(sub))?;
+    }
+    let created_ms = now_ms();
+    let json = serde_json::to_vec(&BucketFile { created_ms }).map_err(io::Error::other)?;
+    std::fs::write(staging.join("bucket.json"), json)?;
+    std::fs::File::open(staging.join("bucket.json"))?.sync_data()?;
+    blob::sync_dir(&staging)?;
+    let target = layout.bucket_dir(name);
+    if target.exists() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(StoreError::BucketAlreadyExists);
+    }
+    blob::durable_rename(&staging, &target)?;
+    Ok(Bucket::new(name.to_owned(), created_ms, Index::default()))
+}
+
+/// Moves the bucket out of sight in one rename, then deletes it.
+pub(crate) fn remove(layout: &Layout, name: &str) -> io::Result<()> {
+    let graveyard = layout.tmp_file();
+    blob::durable_rename(&layout.bucket_dir(name), &graveyard)?;
+    std::fs::remove_dir_all(graveyard)
+}
+
+/// Start-up: clean staging, then load every bucket and rebuild its index from the object files.
+pub(crate) fn load_all(layout: &Layout) -> Result<HashMap<String, std::sync::Arc<Bucket>>> {
+    let tmp = layout.tmp_dir();
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::create_dir_all(layout.buckets_dir())?;
+    blob::sync_dir(layout.root())?;
+
+    let mut buckets = HashMap::new();
+    for entry in std::fs::read_dir(layout.buckets_dir())? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if check_bucket_name(&name).is_err() {
+            tracing::warn!("ignoring a directory under buckets/ that is not a valid bucket name");
+            continue;
+        }
+        let bucket = load_bucket(layout, &name)?;
+        buckets.insert(name, std::sync::Arc::new(bucket));
+    }
+    Ok(buckets)
+}
+
+fn load_bucket(layout: &Layout, name: &str) -> Result<Bucket> {
+    let dir = layout.bucket_dir(name);
+    let file: BucketFile = serde_json::from_slice(&std::fs::read(dir.join("bucket.json"))?)
+        .map_err(|e| StoreError::Corrupt(format!("bucket.json: {e}")))?;
+    let mut index = Index::default();
+    let objects = dir.join("objects");
+    for shard in read_dir_if_exists(&objects)? {
+        for obj in std::fs::read_dir(shard?.path())? {
+            let path = obj?.path();
+            match blob::open_with_meta::<StoredObject>(&path) {
+                Ok(Some((_, stored))) => {
+                    let entry = Entry {
+                        size: stored.meta.size,
+                        etag: stored.meta.etag,
+                        last_modified_ms: stored.meta.last_modified_ms,
+                        blob: stored.blob,
+                    };
+                    index.insert(stored.meta.key, entry);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable object file"),
+            }
+        }
+    }
+    // Blobs no object refers to are leftovers of a crash between two renames.
+    let referenced: HashSet<&str> = index.blobs().collect();
+    for blob_dir in read_dir_if_exists(&dir.join("blobs"))? {
+        let blob_dir = blob_dir?;
+        if !blob_dir.file_name().to_str().is_some_and(|n| referenced.contains(n)) {
+            std::fs::remove_dir_all(blob_dir.path())?;
+        }
+    }
+    Ok(Bucket::new(name.to_owned(), file.created_ms, index))
+}
+
+fn read_dir_if_exists(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
+    match std::fs::read_dir(dir) {
+        Ok(it) => Ok(Box::new(it)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,16 @@
+//! Where haven-relay keeps sealed blobs.
+//!
+//! The gateway speaks S3; everything below it speaks [`Store`]: buckets, streamed objects with
+//! their metadata, listings and multipart uploads. Each backend implements the trait, and later
+//! wrappers (mirroring, quotas) will implement it too, so the gateway never knows which one it has.
+//! This crate knows nothing of HTTP or S3 wire formats.
+
+pub mod digest;
+mod error;
+pub mod fs;
+mod model;
+mod store;
+
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use store::{ByteStream, Store};

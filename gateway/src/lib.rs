@@ -1,0 +1,70 @@
+//! The S3 API of haven-relay.
+//!
+//! [`s3s`] owns the protocol — SigV4, XML, aws-chunked bodies, routing — and calls our thin
+//! [`Gateway`], which translates each operation into calls on a [`backends::Store`] and back.
+//! One file per family of operations (`bucket`, `put`, `get`, `list`, `copy`, `delete`,
+//! `multipart`, `cors`), one place that maps storage errors to S3 errors (`error`), and one
+//! server loop ([`server`]) that every transport shares.
+
+mod body;
+mod bucket;
+mod convert;
+mod copy;
+mod cors;
+mod delete;
+mod error;
+mod get;
+mod list;
+mod multipart;
+mod put;
+mod s3;
+pub mod server;
+
+use std::sync::Arc;
+
+use backends::Store;
+use s3s::auth::SimpleAuth;
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::service::{S3Service, S3ServiceBuilder};
+
+pub use server::{Frontend, serve_http};
+
+/// Limits and identity of one gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Bodies larger than this are refused with `EntityTooLarge`.
+    pub max_object_size: u64,
+    /// POST-object (browser form) uploads are buffered by s3s, so they get a smaller cap.
+    pub max_post_object_size: u64,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl GatewayConfig {
+    pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+    pub const DEFAULT_MAX_POST_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
+}
+
+/// Our `s3s::S3` implementation: the store plus the limits.
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    max_object_size: u64,
+}
+
+/// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
+pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
+    let gateway = Gateway {
+        store: store.clone(),
+        max_object_size: config.max_object_size,
+    };
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(SimpleAuth::from_single(
+        config.access_key.clone(),
+        config.secret_key.as_str(),
+    ));
+    let mut s3s_config = S3Config::default();
+    s3s_config.post_object_max_file_size = config.max_post_object_size;
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_config))));
+    let service: S3Service = builder.build();
+    Frontend::new(service, store)
+}

@@ -1,0 +1,56 @@
+//! One `RelayConfig`, filled from flags, environment variables and `relay.json` alike.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Default plain-HTTP S3 address: loopback only, so nothing is exposed by accident.
+pub const DEFAULT_S3_ADDR: &str = "127.0.0.1:8333";
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub data_dir: PathBuf,
+    pub s3_addr: SocketAddr,
+    pub max_object_size: u64,
+}
+
+impl RelayConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            s3_addr: DEFAULT_S3_ADDR.parse().expect("valid default"),
+            max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
+        }
+    }
+
+    /// The embedded default store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}
+
+/// `relay.json`: every field optional; flags and environment variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub s3_addr: Option<SocketAddr>,
+    pub max_object_size: Option<u64>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// `~/.haven-relay`, or `./.haven-relay` when there is no home directory.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".haven-relay"),
+        |h| PathBuf::from(h).join(".haven-relay"),
+    )
+}
