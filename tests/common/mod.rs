@@ -1,0 +1,135 @@
+//! A relay started in-process on port 0 with its own data dir, and real clients for it.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials as AwsCredentials, Region};
+use haven_relay::{Credentials, Relay, RelayConfig};
+use tempfile::TempDir;
+
+pub const ACCESS_KEY: &str = "HAVNTESTACCESSKEY000";
+pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghijklmn";
+
+pub struct TestRelay {
+    pub relay: Relay,
+    pub dir: TempDir,
+    pub client: Client,
+}
+
+pub fn credentials() -> Credentials {
+    Credentials {
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    }
+}
+
+pub fn config(dir: &TempDir) -> RelayConfig {
+    let mut config = RelayConfig::new(dir.path().to_path_buf());
+    config.s3_addr = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+pub async fn start() -> TestRelay {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir);
+    tweak(&mut cfg);
+    let relay = Relay::start(&cfg, &credentials()).await.unwrap();
+    let client = client(&relay.endpoint(), ACCESS_KEY, SECRET_KEY);
+    TestRelay { relay, dir, client }
+}
+
+impl TestRelay {
+    /// Stops the relay and starts a new one on the same data dir (a new port).
+    pub async fn restart(self) -> TestRelay {
+        let TestRelay { relay, dir, .. } = self;
+        relay.shutdown().await;
+        let relay = Relay::start(&config(&dir), &credentials()).await.unwrap();
+        let client = client(&relay.endpoint(), ACCESS_KEY, SECRET_KEY);
+        TestRelay { relay, dir, client }
+    }
+
+    pub async fn bucket(&self, name: &str) -> String {
+        self.client.create_bucket().bucket(name).send().await.unwrap();
+        name.to_owned()
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) -> String {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await
+            .unwrap();
+        out.e_tag.unwrap()
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let out = self.client.get_object().bucket(bucket).key(key).send().await.unwrap();
+        out.body.collect().await.unwrap().to_vec()
+    }
+
+    /// Every file under the data dir, to prove nothing escaped it or was left behind.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() { walk(&p, out) } else { out.push(p) }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+}
+
+pub fn client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
+    let creds = AwsCredentials::new(access_key, secret_key, None, None, "haven-relay-tests");
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    Client::from_conf(config)
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{err:?}"))
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+    err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Deterministic pseudo-random bytes (sealed blobs look random).
+pub fn blob(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
