@@ -15,7 +15,6 @@ pub async fn create_bucket(
     gw.store.create_bucket(&bucket).await.map_err(to_s3)?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{bucket}")),
-        ..Default::default()
     }))
 }
 

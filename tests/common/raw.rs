@@ -20,7 +20,7 @@ fn hex(b: &[u8]) -> String {
 pub fn sign(
     method: &str,
     path: &str,
-    headers: &[(&str, String)],
+    headers: &[(String, String)],
     payload_hash: &str,
     access_key: &str,
     secret_key: &str,
@@ -32,7 +32,7 @@ pub fn sign(
         ))
         .unwrap();
     let date = &amz_date[..8];
-    let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut all: Vec<(String, String)> = headers.to_vec();
     all.push(("x-amz-date".into(), amz_date.clone()));
     all.push(("x-amz-content-sha256".into(), payload_hash.into()));
     all.sort();

@@ -172,10 +172,10 @@ impl FsStore {
 }
 
 fn verify_digests(digests: &Digests, opts: &PutOptions) -> Result<()> {
-    if let Some(md5) = &opts.content_md5 {
-        if crate::digest::base64_decode(md5).as_deref() != Some(&digests.md5[..]) {
-            return Err(StoreError::BadDigest);
-        }
+    if let Some(md5) = &opts.content_md5
+        && crate::digest::base64_decode(md5).as_deref() != Some(&digests.md5[..])
+    {
+        return Err(StoreError::BadDigest);
     }
     for (algorithm, expected) in &opts.expected {
         if digests.checksums.get(algorithm) != Some(expected) {

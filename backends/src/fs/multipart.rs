@@ -30,8 +30,8 @@ struct UploadFile {
     initiated_ms: i64,
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> impl Future<Output = Result<T>> {
-    async move { tokio::task::spawn_blocking(f).await.map_err(io::Error::other)? }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
 /// Reads `upload.json`, refusing an id that is malformed, unknown or belongs to another key.
