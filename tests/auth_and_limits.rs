@@ -274,3 +274,49 @@ async fn cors_rules_answer_preflight_and_tag_responses() {
     let err = r.client.get_bucket_cors().bucket(&b).send().await.unwrap_err();
     assert_eq!(code(&err), "NoSuchCORSConfiguration");
 }
+
+#[tokio::test]
+async fn crc64nvme_trailer_as_aws_cli_v2_sends_is_verified_and_returned() {
+    use aws_sdk_s3::types::ChecksumMode;
+    let r = start().await;
+    let b = r.bucket("crc64").await;
+    let data = common::blob(50_000, 8);
+    let good = {
+        let mut d = backends::digest::Digester::new(&[backends::ChecksumAlgorithm::Crc64nvme]);
+        d.update(&data);
+        d.finish().checksums[&backends::ChecksumAlgorithm::Crc64nvme].clone()
+    };
+    for (key, value, expect) in [("good", good.as_str(), 200u16), ("bad", "AAAAAAAAAAA=", 400)] {
+        let body = chunked_with_trailer(&data, "x-amz-checksum-crc64nvme", value);
+        let mut headers = sign(
+            "PUT",
+            &format!("/{b}/{key}"),
+            &[
+                host(&r),
+                ("content-encoding".into(), "aws-chunked".into()),
+                ("x-amz-decoded-content-length".into(), data.len().to_string()),
+                ("x-amz-trailer".into(), "x-amz-checksum-crc64nvme".into()),
+                ("x-amz-sdk-checksum-algorithm".into(), "CRC64NVME".into()),
+            ],
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            ACCESS_KEY,
+            SECRET_KEY,
+        );
+        headers.push(("content-length".into(), body.len().to_string()));
+        let (st, text) = send(r.relay.s3_addr, &format!("PUT /{b}/{key} HTTP/1.1"), &headers, &body).await;
+        assert_eq!(st, expect, "{key}: {text}");
+    }
+    let got = r
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("good")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.checksum_crc64_nvme(), Some(good.as_str()));
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), data);
+    let err = r.client.head_object().bucket(&b).key("bad").send().await.unwrap_err();
+    assert_eq!(status(&err), 404);
+}

@@ -246,3 +246,56 @@ async fn upload_part_copy_builds_an_object_from_ranges() {
         .unwrap();
     assert_eq!(r.get(&b, "dst").await, src);
 }
+
+#[tokio::test]
+async fn list_multipart_uploads_pages_by_key_and_upload_id() {
+    let r = start().await;
+    let b = r.bucket("mpu-pages").await;
+    let mut started = Vec::new();
+    for key in ["a", "b", "b", "c", "d/e"] {
+        let out = r
+            .client
+            .create_multipart_upload()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        started.push((key.to_string(), out.upload_id().unwrap().to_string()));
+    }
+    let mut seen = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut pages = 0;
+    loop {
+        let page = r
+            .client
+            .list_multipart_uploads()
+            .bucket(&b)
+            .max_uploads(2)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.uploads().len() <= 2);
+        seen.extend(
+            page.uploads()
+                .iter()
+                .map(|u| (u.key().unwrap().to_string(), u.upload_id().unwrap().to_string())),
+        );
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        assert!(pages < 10, "paging does not advance");
+    }
+    assert_eq!(pages, 3);
+    let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "b", "c", "d/e"], "in key order");
+    let (mut seen, mut started) = (seen, started);
+    seen.sort();
+    started.sort();
+    assert_eq!(seen, started, "every upload exactly once across pages");
+}

@@ -207,13 +207,9 @@ pub async fn list_uploads(
         .list_multipart_uploads(&input.bucket, &prefix)
         .await
         .map_err(to_s3)?;
-    let key_marker = input.key_marker.clone().unwrap_or_default();
     let max = input.max_uploads.map_or(1000, |m| (m.max(0) as usize).min(1000));
-    let mut page: Vec<_> = uploads
-        .into_iter()
-        .filter(|u| key_marker.is_empty() || u.key.as_str() > key_marker.as_str())
-        .take(max + 1)
-        .collect();
+    let start = resume_after(&uploads, input.key_marker.as_deref(), input.upload_id_marker.as_deref());
+    let mut page: Vec<_> = uploads.into_iter().skip(start).take(max + 1).collect();
     let truncated = page.len() > max;
     page.truncate(max);
     let next_key_marker = truncated.then(|| page.last().map(|u| u.key.clone())).flatten();
@@ -245,4 +241,26 @@ pub async fn list_uploads(
         uploads: Some(uploads),
         ..Default::default()
     }))
+}
+
+/// Where a ListMultipartUploads page resumes in the store's (key, initiated) order: after
+/// every upload of keys before `key_marker`, and, when `upload_id_marker` names one of that
+/// key's uploads, after that upload too; without it, after all of `key_marker`'s uploads.
+fn resume_after(
+    uploads: &[backends::UploadSummary],
+    key_marker: Option<&str>,
+    upload_id_marker: Option<&str>,
+) -> usize {
+    let Some(key_marker) = key_marker.filter(|k| !k.is_empty()) else {
+        return 0;
+    };
+    let same_key_start = uploads.partition_point(|u| u.key.as_str() < key_marker);
+    let after_key = uploads.partition_point(|u| u.key.as_str() <= key_marker);
+    upload_id_marker
+        .and_then(|id| {
+            uploads[same_key_start..after_key]
+                .iter()
+                .position(|u| u.upload_id == id)
+        })
+        .map_or(after_key, |i| same_key_start + i + 1)
 }

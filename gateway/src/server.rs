@@ -19,6 +19,11 @@ use tokio::net::TcpListener;
 
 use crate::cors::{CorsPolicy, Preflight};
 
+/// Cap on hyper's per-connection read buffer. Body chunks are slices of it, so this (times
+/// the store's channel depth) bounds the memory of every upload; hyper's default (~400 KiB)
+/// let 16 concurrent 32 MiB uploads push the relay past 64 MiB RSS.
+const READ_BUFFER_MAX: usize = 128 * 1024;
+
 /// What every transport serves: the S3 API plus CORS.
 #[derive(Clone)]
 pub struct Frontend {
@@ -112,6 +117,7 @@ pub async fn serve_http(
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .max_buf_size(READ_BUFFER_MAX)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -94,3 +94,33 @@ pub fn chunked_with_trailer(data: &[u8], trailer_name: &str, trailer_value: &str
     body.extend_from_slice(format!("0\r\n{trailer_name}:{trailer_value}\r\n\r\n").as_bytes());
     body
 }
+
+/// Signs a browser POST policy the way AWS SDKs' `createPresignedPost` does: the signature is
+/// the SigV4 signing key's HMAC of the base64 policy.
+pub fn post_policy_signature(policy_b64: &str, date: &str, secret_key: &str) -> String {
+    let mut key = hmac(format!("AWS4{secret_key}").as_bytes(), date);
+    for part in ["us-east-1", "s3", "aws4_request"] {
+        key = hmac(&key, part);
+    }
+    hex(&hmac(&key, policy_b64))
+}
+
+/// A multipart/form-data body: the fields in order, then the file (S3 wants it last).
+pub fn form_data(boundary: &str, fields: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"sealed.bin\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}

@@ -295,7 +295,14 @@ pub(crate) async fn list_uploads(layout: &Layout, bucket: &str, prefix: &str) ->
                 });
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated_ms.cmp(&b.initiated_ms)));
+        // Upload ids break ties so that the order, and so paging, is total.
+        out.sort_by(|a, b| {
+            (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(
+                b.key.as_str(),
+                b.initiated_ms,
+                b.upload_id.as_str(),
+            ))
+        });
         Ok(out)
     })
     .await

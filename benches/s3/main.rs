@@ -1,0 +1,247 @@
+//! haven-relay against the two servers a self-hoster would otherwise pick, s3s-fs 0.14.1 and
+//! `rclone serve s3`, driven by the same client in the same run on loopback.
+//!
+//! ```text
+//! cargo bench --bench s3 -- [--rounds 3] [--write docs/PERFORMANCE.md] [--rclone PATH]
+//! ```
+//!
+//! Each round runs every workload against every server (the order rotates between rounds so
+//! that noise on this shared machine spreads evenly); figures are medians over rounds. Peak
+//! RSS is read from /proc for each server process. `--write` replaces the generated section
+//! of the given markdown file.
+
+mod client;
+mod report;
+mod servers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use client::{Client, Error};
+use report::{Figures, Report};
+use servers::Server;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+struct Options {
+    rounds: usize,
+    small_ops: usize,
+    large_objects: usize,
+    list_keys: usize,
+    write: Option<PathBuf>,
+    rclone: Option<PathBuf>,
+}
+
+impl Options {
+    fn parse() -> Result<Self, Error> {
+        let mut options = Options {
+            rounds: 3,
+            small_ops: 3000,
+            large_objects: 24,
+            list_keys: 10_000,
+            write: None,
+            rclone: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--rounds" => options.rounds = value()?.parse()?,
+                "--small-ops" => options.small_ops = value()?.parse()?,
+                "--large-objects" => options.large_objects = value()?.parse()?,
+                "--list-keys" => options.list_keys = value()?.parse()?,
+                "--write" => options.write = Some(value()?.into()),
+                "--rclone" => options.rclone = Some(value()?.into()),
+                // cargo bench passes --bench to harness-less benches.
+                "--bench" => {}
+                other => return Err(format!("unknown argument {other}").into()),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn main() -> Result<(), Error> {
+    servers::serve_s3s_fs_if_asked();
+    let options = Options::parse()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(options))
+}
+
+async fn run(options: Options) -> Result<(), Error> {
+    let scratch = tempfile::Builder::new().prefix("haven-bench-").tempdir()?;
+    let dir = |name: &str| -> Result<PathBuf, Error> {
+        let path = scratch.path().join(name);
+        std::fs::create_dir_all(&path)?;
+        Ok(path)
+    };
+    let servers = vec![
+        servers::start_haven_relay(&dir("haven-relay")?)?,
+        servers::start_s3s_fs(&dir("s3s-fs")?)?,
+        servers::start_rclone(&servers::find_rclone(options.rclone.clone()), &dir("rclone")?)?,
+    ];
+    let small = Bytes::from(pattern(64 * KIB));
+    let large = Bytes::from(pattern(32 * MIB));
+    let mut figures: Vec<Vec<Figures>> = servers.iter().map(|_| Vec::new()).collect();
+
+    for server in &servers {
+        let client = Client::new(server.addr, servers::ACCESS_KEY, servers::SECRET_KEY);
+        for bucket in ["small", "large", "list", "memory"] {
+            client.create_bucket(bucket).await?;
+        }
+        eprintln!("{}: writing {} keys for the listing", server.name, options.list_keys);
+        let tiny = Bytes::from_static(b"sealed");
+        run_concurrent(options.list_keys, 16, {
+            let client = client.clone();
+            move |i| {
+                let client = client.clone();
+                let tiny = tiny.clone();
+                async move { client.put("list", &format!("dir/key-{i:06}"), tiny).await }
+            }
+        })
+        .await?;
+    }
+
+    for round in 0..options.rounds {
+        for offset in 0..servers.len() {
+            let index = (round + offset) % servers.len();
+            let server = &servers[index];
+            eprintln!("round {}/{}: {}", round + 1, options.rounds, server.name);
+            figures[index].push(measure(server, &options, &small, &large).await?);
+        }
+    }
+
+    let mut report = Report::new(options.rounds, options.list_keys);
+    for (server, rounds) in servers.iter().zip(figures) {
+        let run_peak = server.peak_rss()?;
+        let upload_peak = upload_peak_rss(server, &large).await?;
+        report.add(server.name, &rounds, run_peak, upload_peak);
+    }
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(path) = &options.write {
+        report::write_section(path, &markdown)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn measure(server: &Server, options: &Options, small: &Bytes, large: &Bytes) -> Result<Figures, Error> {
+    let client = Client::new(server.addr, servers::ACCESS_KEY, servers::SECRET_KEY);
+    let put_small = run_concurrent(options.small_ops, 16, {
+        let (client, body) = (client.clone(), small.clone());
+        move |i| {
+            let (client, body) = (client.clone(), body.clone());
+            async move { client.put("small", &format!("obj-{i:06}"), body).await }
+        }
+    })
+    .await?;
+    let get_small = run_concurrent(options.small_ops, 16, {
+        let client = client.clone();
+        move |i| {
+            let client = client.clone();
+            async move { expect_len(client.get("small", &format!("obj-{i:06}")).await?, 64 * KIB) }
+        }
+    })
+    .await?;
+    let put_large = run_concurrent(options.large_objects, 4, {
+        let (client, body) = (client.clone(), large.clone());
+        move |i| {
+            let (client, body) = (client.clone(), body.clone());
+            async move { client.put("large", &format!("obj-{i:03}"), body).await }
+        }
+    })
+    .await?;
+    let get_large = run_concurrent(options.large_objects, 4, {
+        let client = client.clone();
+        move |i| {
+            let client = client.clone();
+            async move { expect_len(client.get("large", &format!("obj-{i:03}")).await?, 32 * MIB) }
+        }
+    })
+    .await?;
+    let started = Instant::now();
+    let listed = client.list_all("list").await?;
+    let list = started.elapsed();
+    if listed != options.list_keys {
+        return Err(format!("{} listed {listed} keys, expected {}", server.name, options.list_keys).into());
+    }
+    let large_mib = (options.large_objects * 32) as f64;
+    Ok(Figures {
+        put_small_ops: options.small_ops as f64 / put_small.as_secs_f64(),
+        get_small_ops: options.small_ops as f64 / get_small.as_secs_f64(),
+        put_large_mibs: large_mib / put_large.as_secs_f64(),
+        get_large_mibs: large_mib / get_large.as_secs_f64(),
+        list_secs: list.as_secs_f64(),
+    })
+}
+
+/// Peak RSS of one server while 16 clients upload a 32 MiB object each at the same time.
+async fn upload_peak_rss(server: &Server, large: &Bytes) -> Result<u64, Error> {
+    server.reset_peak_rss()?;
+    let client = Client::new(server.addr, servers::ACCESS_KEY, servers::SECRET_KEY);
+    run_concurrent(16, 16, {
+        let body = large.clone();
+        move |i| {
+            let (client, body) = (client.clone(), body.clone());
+            async move { client.put("memory", &format!("upload-{i:02}"), body).await }
+        }
+    })
+    .await?;
+    server.peak_rss()
+}
+
+/// Runs `op(0..n)` with `concurrency` workers and returns the wall time of the whole batch.
+async fn run_concurrent<F, Fut>(n: usize, concurrency: usize, op: F) -> Result<Duration, Error>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, next) = (op.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<(), Error>(());
+                    }
+                    op(i).await?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(started.elapsed())
+}
+
+fn expect_len(got: u64, want: usize) -> Result<(), Error> {
+    if got == want as u64 {
+        Ok(())
+    } else {
+        Err(format!("downloaded {got} bytes, expected {want}").into())
+    }
+}
+
+/// Incompressible-looking bytes (xorshift), so no server can shortcut on zeros.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

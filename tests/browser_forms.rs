@@ -1,0 +1,123 @@
+//! POST-object form uploads, as a web client sends them from a presigned POST policy.
+
+mod common;
+
+use common::raw::{form_data, post_policy_signature, send};
+use common::{ACCESS_KEY, SECRET_KEY, start, status};
+
+const BOUNDARY: &str = "----havenformboundary7MA4YWxkTrZu0gW";
+
+struct Form {
+    fields: Vec<(String, String)>,
+}
+
+impl Form {
+    /// A signed form for `bucket` allowing keys under `prefix`, expiring in `ttl_secs`.
+    fn signed(bucket: &str, prefix: &str, max_len: u64, ttl_secs: i64, secret: &str) -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let amz_date = now
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap();
+        let date = amz_date[..8].to_string();
+        let expiration = (now + time::Duration::seconds(ttl_secs))
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].000Z"
+            ))
+            .unwrap();
+        let credential = format!("{ACCESS_KEY}/{date}/us-east-1/s3/aws4_request");
+        let policy = format!(
+            r#"{{"expiration":"{expiration}","conditions":[{{"bucket":"{bucket}"}},["starts-with","$key","{prefix}"],["content-length-range",1,{max_len}],{{"x-amz-algorithm":"AWS4-HMAC-SHA256"}},{{"x-amz-credential":"{credential}"}},{{"x-amz-date":"{amz_date}"}}]}}"#
+        );
+        let policy = backends::digest::base64(policy.as_bytes());
+        let signature = post_policy_signature(&policy, &date, secret);
+        let fields = [
+            ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_string()),
+            ("x-amz-credential", credential),
+            ("x-amz-date", amz_date),
+            ("policy", policy),
+            ("x-amz-signature", signature),
+        ];
+        Self {
+            fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    async fn post(&self, r: &common::TestRelay, bucket: &str, key: &str, file: &[u8]) -> (u16, String) {
+        let mut fields: Vec<(&str, &str)> = vec![("key", key)];
+        fields.extend(self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = form_data(BOUNDARY, &fields, file);
+        let headers = vec![
+            ("host".to_string(), r.relay.s3_addr.to_string()),
+            (
+                "content-type".to_string(),
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            ),
+            ("content-length".to_string(), body.len().to_string()),
+        ];
+        send(r.relay.s3_addr, &format!("POST /{bucket} HTTP/1.1"), &headers, &body).await
+    }
+}
+
+#[tokio::test]
+async fn post_form_upload_stores_the_file_with_its_md5_etag() {
+    let r = start().await;
+    let b = r.bucket("web-uploads").await;
+    let file = common::blob(70_000, 11);
+    let form = Form::signed(&b, "inbox/", 1 << 20, 300, SECRET_KEY);
+    let (st, text) = form.post(&r, &b, "inbox/sealed-1", &file).await;
+    assert_eq!(st, 204, "{text}");
+    assert_eq!(r.get(&b, "inbox/sealed-1").await, file);
+    let head = r
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("inbox/sealed-1")
+        .send()
+        .await
+        .unwrap();
+    let md5 = {
+        let mut d = backends::digest::Digester::new(&[]);
+        d.update(&file);
+        hex_simd::encode_to_string(d.finish().md5, hex_simd::AsciiCase::Lower)
+    };
+    assert_eq!(head.e_tag(), Some(format!("\"{md5}\"").as_str()));
+}
+
+#[tokio::test]
+async fn post_form_outside_its_policy_is_refused_and_writes_nothing() {
+    let r = start().await;
+    let b = r.bucket("web-policy").await;
+    let file = common::blob(5_000, 12);
+
+    let forged = Form::signed(&b, "inbox/", 1 << 20, 300, "not-the-secret-key-at-all-000000000000");
+    let (st, text) = forged.post(&r, &b, "inbox/forged", &file).await;
+    assert_eq!(st, 403, "forged signature: {text}");
+
+    let form = Form::signed(&b, "inbox/", 1 << 20, 300, SECRET_KEY);
+    let (st, text) = form.post(&r, &b, "elsewhere/k", &file).await;
+    // AWS answers 403 here; s3s answers 400 InvalidPolicyDocument (docs/S3-COMPATIBILITY.md).
+    assert_eq!(st, 400, "key outside the policy prefix: {text}");
+    assert!(text.contains("<Code>InvalidPolicyDocument</Code>"), "{text}");
+
+    let small = Form::signed(&b, "inbox/", 1000, 300, SECRET_KEY);
+    let (st, text) = small.post(&r, &b, "inbox/too-big", &file).await;
+    assert_eq!(st, 400, "content-length-range exceeded: {text}");
+
+    let expired = Form::signed(&b, "inbox/", 1 << 20, -60, SECRET_KEY);
+    let (st, text) = expired.post(&r, &b, "inbox/late", &file).await;
+    assert_eq!(st, 403, "expired policy: {text}");
+
+    let listed = r.client.list_objects_v2().bucket(&b).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was written");
+    let err = r
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("inbox/forged")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err), 404);
+}
