@@ -12,15 +12,37 @@ pub const DEFAULT_S3_ADDR: &str = "127.0.0.1:8333";
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub data_dir: PathBuf,
-    pub s3_addr: SocketAddr,
+    /// The plain-HTTP S3 listener, if any.
+    pub s3_addr: Option<SocketAddr>,
+    /// The iroh tunnel, if any.
+    pub tunnel: Option<TunnelConfig>,
     pub max_object_size: u64,
 }
 
+/// How the tunnel's endpoint is reached.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    pub relay: tunnel::RelayChoice,
+    /// UDP address to bind; `None` lets iroh pick (all interfaces, random ports).
+    pub bind: Option<SocketAddr>,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            relay: tunnel::RelayChoice::Default,
+            bind: None,
+        }
+    }
+}
+
 impl RelayConfig {
+    /// No transport yet: set `s3_addr` and/or `tunnel`.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
-            s3_addr: DEFAULT_S3_ADDR.parse().expect("valid default"),
+            s3_addr: None,
+            tunnel: None,
             max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
         }
     }
@@ -38,6 +60,9 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub s3_addr: Option<SocketAddr>,
     pub max_object_size: Option<u64>,
+    /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.
+    pub iroh_relay: Option<String>,
+    pub iroh_addr: Option<SocketAddr>,
 }
 
 impl ConfigFile {

@@ -1,10 +1,13 @@
 //! Wiring for the `haven-relay` binary: configuration, credentials, and starting the relay.
 //! The S3 protocol lives in `gateway`, storage in `backends`; nothing here knows either's insides.
 
+pub mod circle;
 pub mod config;
 pub mod credentials;
+mod tunnel_port;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use backends::fs::FsStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::RelayConfig;
+pub use config::{RelayConfig, TunnelConfig};
 pub use credentials::Credentials;
 
 /// How long in-flight requests may run after a shutdown request.
@@ -21,19 +24,29 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A running relay.
 pub struct Relay {
-    /// Where the plain-HTTP S3 endpoint listens (the real port when 0 was asked for).
-    pub s3_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    http: Option<HttpListener>,
+    tunnel: Option<tunnel::TunnelServer>,
+}
+
+struct HttpListener {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
 }
 
 impl Relay {
-    /// Opens the store and starts serving the S3 API over HTTP.
+    /// Opens the store and starts the transports `config` asks for.
     pub async fn start(config: &RelayConfig, credentials: &Credentials) -> anyhow::Result<Relay> {
+        anyhow::ensure!(
+            config.s3_addr.is_some() || config.tunnel.is_some(),
+            "no transport selected: pass --link (the circle link from the app) and/or --s3"
+        );
         let store_dir = config.store_dir();
-        let store = FsStore::open(&store_dir)
-            .await
-            .with_context(|| format!("opening store at {}", store_dir.display()))?;
+        let store: Arc<dyn backends::Store> = Arc::new(
+            FsStore::open(&store_dir)
+                .await
+                .with_context(|| format!("opening store at {}", store_dir.display()))?,
+        );
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config
@@ -42,36 +55,89 @@ impl Relay {
             access_key: credentials.access_key.clone(),
             secret_key: credentials.secret_key.clone(),
         };
-        let frontend = gateway::frontend(Arc::new(store), &gateway_config);
-        let listener = tokio::net::TcpListener::bind(config.s3_addr)
-            .await
-            .with_context(|| format!("binding the S3 endpoint to {}", config.s3_addr))?;
-        let s3_addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(gateway::serve_http(
-            listener,
-            frontend,
-            async move {
-                let _ = stopped.await;
-            },
-            SHUTDOWN_GRACE,
-        ));
-        Ok(Relay {
-            s3_addr,
-            stop: Some(stop),
-            server,
-        })
+        let http = match config.s3_addr {
+            Some(addr) => Some(start_http(addr, gateway::frontend(store.clone(), &gateway_config)).await?),
+            None => None,
+        };
+        let tunnel = match &config.tunnel {
+            Some(settings) => Some(
+                start_tunnel(
+                    &config.data_dir,
+                    settings,
+                    gateway::trusted_frontend(store, &gateway_config),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(Relay { http, tunnel })
     }
 
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.s3_addr)
+    /// Where the plain-HTTP S3 endpoint listens (the real port when 0 was asked for).
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The HTTP endpoint URL, for S3 clients.
+    pub fn endpoint(&self) -> Option<String> {
+        self.s3_addr().map(|addr| format!("http://{addr}"))
+    }
+
+    /// The tunnel's iroh endpoint, when the tunnel runs.
+    pub fn tunnel_endpoint(&self) -> Option<&tunnel::Endpoint> {
+        self.tunnel.as_ref().map(|t| t.endpoint())
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by [`SHUTDOWN_GRACE`]).
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    pub async fn shutdown(self) {
+        if let Some(http) = self.http {
+            let _ = http.stop.send(());
+            let _ = http.server.await;
         }
-        let _ = (&mut self.server).await;
+        if let Some(tunnel) = self.tunnel {
+            tunnel.shutdown(SHUTDOWN_GRACE).await;
+        }
     }
+}
+
+async fn start_http(addr: SocketAddr, frontend: gateway::Frontend) -> anyhow::Result<HttpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the S3 endpoint to {addr}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(gateway::serve_http(
+        listener,
+        frontend,
+        async move {
+            let _ = stopped.await;
+        },
+        SHUTDOWN_GRACE,
+    ));
+    Ok(HttpListener { addr, stop, server })
+}
+
+async fn start_tunnel(
+    data_dir: &Path,
+    settings: &TunnelConfig,
+    frontend: gateway::Frontend,
+) -> anyhow::Result<tunnel::TunnelServer> {
+    let secret = tunnel::identity::load_or_create(data_dir)?;
+    let bind = tunnel_port::choose(data_dir, settings.bind);
+    let endpoint =
+        match tunnel::endpoint::bind(secret.clone(), &settings.relay, bind, vec![tunnel::ALPN.to_vec()]).await {
+            // The remembered port may be taken now; any port beats not starting.
+            Err(_) if bind != settings.bind => {
+                tunnel::endpoint::bind(secret, &settings.relay, settings.bind, vec![tunnel::ALPN.to_vec()]).await?
+            }
+            other => other?,
+        };
+    tunnel_port::remember(data_dir, &endpoint);
+    let members = tunnel::members::Members::new(tunnel::members::load(data_dir)?);
+    Ok(tunnel::TunnelServer::start(
+        endpoint,
+        frontend,
+        members,
+        Some(data_dir.to_path_buf()),
+    ))
 }

@@ -14,7 +14,7 @@ async fn wrong_secret_or_unknown_key_is_403_and_writes_nothing() {
     let r = start().await;
     let b = r.bucket("auth").await;
     for (ak, sk) in [(ACCESS_KEY, "wrong-secret"), ("UNKNOWNKEY", SECRET_KEY)] {
-        let bad = client(&r.relay.endpoint(), ak, sk);
+        let bad = client(&r.endpoint, ak, sk);
         let err = bad
             .put_object()
             .bucket(&b)
@@ -30,7 +30,7 @@ async fn wrong_secret_or_unknown_key_is_403_and_writes_nothing() {
         404
     );
     // Unsigned requests are refused too.
-    let (st, _) = send(r.relay.s3_addr, "GET / HTTP/1.1", &[("host".into(), "x".into())], b"").await;
+    let (st, _) = send(r.addr, "GET / HTTP/1.1", &[("host".into(), "x".into())], b"").await;
     assert_eq!(st, 403);
 }
 
@@ -47,18 +47,12 @@ async fn presigned_get_and_put_work_and_expire() {
         .await
         .unwrap();
     let path_and_query = put.uri().splitn(4, '/').nth(3).map(|s| format!("/{s}")).unwrap();
-    let host = format!("{}", r.relay.s3_addr);
+    let host = format!("{}", r.addr);
     let headers = vec![
         ("host".to_string(), host.clone()),
         ("content-length".to_string(), "5".to_string()),
     ];
-    let (st, text) = send(
-        r.relay.s3_addr,
-        &format!("PUT {path_and_query} HTTP/1.1"),
-        &headers,
-        b"hello",
-    )
-    .await;
+    let (st, text) = send(r.addr, &format!("PUT {path_and_query} HTTP/1.1"), &headers, b"hello").await;
     assert_eq!(st, 200, "{text}");
     assert_eq!(r.get(&b, "k").await, b"hello");
     let get = r
@@ -71,7 +65,7 @@ async fn presigned_get_and_put_work_and_expire() {
         .unwrap();
     let pq = get.uri().splitn(4, '/').nth(3).map(|s| format!("/{s}")).unwrap();
     let (st, text) = send(
-        r.relay.s3_addr,
+        r.addr,
         &format!("GET {pq} HTTP/1.1"),
         &[("host".into(), host.clone())],
         b"",
@@ -94,13 +88,7 @@ async fn presigned_get_and_put_work_and_expire() {
         .await
         .unwrap();
     let pq = expired.uri().splitn(4, '/').nth(3).map(|s| format!("/{s}")).unwrap();
-    let (st, _) = send(
-        r.relay.s3_addr,
-        &format!("GET {pq} HTTP/1.1"),
-        &[("host".into(), host)],
-        b"",
-    )
-    .await;
+    let (st, _) = send(r.addr, &format!("GET {pq} HTTP/1.1"), &[("host".into(), host)], b"").await;
     assert_eq!(st, 403);
 }
 
@@ -137,11 +125,11 @@ async fn preflight(r: &common::TestRelay, bucket: &str, origin: &str, headers: O
     if let Some(headers) = headers {
         h.push(("access-control-request-headers".into(), headers.into()));
     }
-    send(r.relay.s3_addr, &format!("OPTIONS /{bucket}/k HTTP/1.1"), &h, b"").await
+    send(r.addr, &format!("OPTIONS /{bucket}/k HTTP/1.1"), &h, b"").await
 }
 
 fn host(r: &common::TestRelay) -> (String, String) {
-    ("host".into(), r.relay.s3_addr.to_string())
+    ("host".into(), r.addr.to_string())
 }
 
 #[tokio::test]
@@ -169,7 +157,7 @@ async fn crc32_trailer_is_verified_and_never_stored() {
         );
         let mut headers = headers;
         headers.push(("content-length".into(), body.len().to_string()));
-        let (st, text) = send(r.relay.s3_addr, &format!("PUT /{b}/{key} HTTP/1.1"), &headers, &body).await;
+        let (st, text) = send(r.addr, &format!("PUT /{b}/{key} HTTP/1.1"), &headers, &body).await;
         assert_eq!(st, expect, "{key}: {text}");
     }
     assert_eq!(
@@ -201,7 +189,7 @@ async fn put_without_content_length_stores_an_empty_object() {
         ACCESS_KEY,
         SECRET_KEY,
     );
-    let (st, text) = send(r.relay.s3_addr, &format!("PUT /{b}/empty HTTP/1.1"), &headers, b"").await;
+    let (st, text) = send(r.addr, &format!("PUT /{b}/empty HTTP/1.1"), &headers, b"").await;
     assert_eq!(st, 200, "{text}");
     let head = r.client.head_object().bucket(&b).key("empty").send().await.unwrap();
     assert_eq!(head.content_length, Some(0));
@@ -219,7 +207,7 @@ async fn put_without_content_length_stores_an_empty_object() {
         h.push(("content-length".into(), body.len().to_string()));
         h
     };
-    let (st, _) = send(r.relay.s3_addr, &format!("PUT /{b}/signed HTTP/1.1"), &headers, body).await;
+    let (st, _) = send(r.addr, &format!("PUT /{b}/signed HTTP/1.1"), &headers, body).await;
     assert_ne!(st, 200);
     assert_eq!(
         status(
@@ -303,7 +291,7 @@ async fn crc64nvme_trailer_as_aws_cli_v2_sends_is_verified_and_returned() {
             SECRET_KEY,
         );
         headers.push(("content-length".into(), body.len().to_string()));
-        let (st, text) = send(r.relay.s3_addr, &format!("PUT /{b}/{key} HTTP/1.1"), &headers, &body).await;
+        let (st, text) = send(r.addr, &format!("PUT /{b}/{key} HTTP/1.1"), &headers, &body).await;
         assert_eq!(st, expect, "{key}: {text}");
     }
     let got = r

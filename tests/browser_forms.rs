@@ -49,14 +49,14 @@ impl Form {
         fields.extend(self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = form_data(BOUNDARY, &fields, file);
         let headers = vec![
-            ("host".to_string(), r.relay.s3_addr.to_string()),
+            ("host".to_string(), r.addr.to_string()),
             (
                 "content-type".to_string(),
                 format!("multipart/form-data; boundary={BOUNDARY}"),
             ),
             ("content-length".to_string(), body.len().to_string()),
         ];
-        send(r.relay.s3_addr, &format!("POST /{bucket} HTTP/1.1"), &headers, &body).await
+        send(r.addr, &format!("POST /{bucket} HTTP/1.1"), &headers, &body).await
     }
 }
 

@@ -117,3 +117,150 @@ fn aws_cli_round_trip_against_the_binary() {
     let status = relay.wait().unwrap();
     assert!(status.success(), "relay exited with {status}");
 }
+
+/// Starts `haven-relay ARGS` and returns it with the value of the first stdout line that
+/// starts with `label`; the rest of stdout keeps draining in the background.
+fn spawn_until(args: &[&str], label: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let value = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{args:?} exited before printing {label}"))
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix(label) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, value)
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn circle_link_tunnel_and_connect_with_the_aws_cli() {
+    let relay_dir = tempfile::tempdir().unwrap();
+    let client_dir = tempfile::tempdir().unwrap();
+    let (relay_dir_s, client_dir_s) = (relay_dir.path().to_str().unwrap(), client_dir.path().to_str().unwrap());
+    let member = stdout_of(&["id", "--data-dir", client_dir_s]).trim().to_owned();
+    assert_eq!(
+        stdout_of(&["id", "--data-dir", client_dir_s]).trim(),
+        member,
+        "stable id"
+    );
+    let circle = tunnel::link::CircleLink {
+        circle: tunnel::link::CircleId([5; 16]),
+        members: vec![member.parse().unwrap()],
+    }
+    .to_string();
+
+    let tunnel_flags = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
+    let run = |link: Option<&str>| {
+        let mut args = vec!["run", "--data-dir", relay_dir_s];
+        args.extend(tunnel_flags);
+        if let Some(link) = link {
+            args.extend(["--link", link]);
+        }
+        spawn_until(&args, "relay link:")
+    };
+    let (mut relay, relay_link) = run(Some(&circle));
+    assert!(relay_link.starts_with("haven-relay://relay#"), "{relay_link}");
+    assert!(stdout_of(&["link", "--data-dir", relay_dir_s]).contains(&relay_link));
+    assert_eq!(
+        stdout_of(&["members", "list", "--data-dir", relay_dir_s]).trim(),
+        member
+    );
+
+    let mut connect_args = vec![
+        "connect",
+        &relay_link,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        client_dir_s,
+    ];
+    connect_args.extend(tunnel_flags);
+    let (mut connect, endpoint) = spawn_until(&connect_args, "S3 endpoint:");
+    let aws = |args: &[&str]| {
+        Command::new(aws_cli())
+            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "anything")
+            .env("AWS_SECRET_ACCESS_KEY", "members-need-no-secret")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let sealed = client_dir.path().join("sealed.bin");
+    std::fs::write(&sealed, vec![42u8; 300_000]).unwrap();
+    assert!(aws(&["s3", "mb", "s3://tunnelled"]).status.success());
+    let out = aws(&["s3", "cp", sealed.to_str().unwrap(), "s3://tunnelled/sealed.bin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aws(&["s3", "cp", "s3://tunnelled/sealed.bin", "-"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, vec![42u8; 300_000]);
+
+    // A restart (SIGTERM, as systemd sends) and a later `run` with no link: the same circle,
+    // identity and address, and `connect` redials without being told.
+    let term = Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(relay.wait().unwrap().success(), "clean exit on SIGTERM");
+    let (mut relay, resumed) = run(None);
+    assert_eq!(resumed, relay_link);
+    let out = aws(&["s3", "ls", "s3://tunnelled"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sealed.bin"),
+        "connect reconnected"
+    );
+
+    stdout_of(&["members", "remove", &member, "--data-dir", relay_dir_s]);
+    let refused = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !aws(&["s3", "ls", "s3://tunnelled"]).status.success()
+    });
+    assert!(refused, "a removed member is cut off");
+    for child in [&mut relay, &mut connect] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn malformed_links_get_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for link in [
+        "haven-relay://circle#",
+        "haven-relay://circle#AgAA",
+        "https://example.org",
+        "haven-relay://circle#!!",
+    ] {
+        let out = Command::new(BIN)
+            .args(["run", "--iroh-relay", "disabled", "--link", link, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{link}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--link"), "{link}: {err}");
+        assert!(!err.contains("panicked"), "{link}: {err}");
+    }
+}

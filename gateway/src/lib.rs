@@ -25,7 +25,7 @@ use std::sync::Arc;
 use backends::Store;
 use s3s::auth::SimpleAuth;
 use s3s::config::{S3Config, StaticConfigProvider};
-use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::service::S3ServiceBuilder;
 
 pub use server::{Frontend, serve_http};
 
@@ -53,18 +53,48 @@ pub struct Gateway {
 
 /// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
 pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
-    let gateway = Gateway {
-        store: store.clone(),
-        max_object_size: config.max_object_size,
-    };
-    let mut builder = S3ServiceBuilder::new(gateway);
+    let mut builder = builder(store.clone(), config);
     builder.set_auth(SimpleAuth::from_single(
         config.access_key.clone(),
         config.secret_key.as_str(),
     ));
+    Frontend::new(builder.build(), store, Trust::SigV4)
+}
+
+/// Builds the frontend for a transport that has already authenticated its peer (the iroh
+/// tunnel admits circle members only): the same S3 service, without SigV4. Signatures that
+/// clients add anyway are ignored rather than checked against keys they do not have.
+pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
+    let mut builder = builder(store.clone(), config);
+    builder.set_access(AllowAuthenticatedPeer);
+    Frontend::new(builder.build(), store, Trust::Transport)
+}
+
+fn builder(store: Arc<dyn Store>, config: &GatewayConfig) -> S3ServiceBuilder {
+    let gateway = Gateway {
+        store,
+        max_object_size: config.max_object_size,
+    };
+    let mut builder = S3ServiceBuilder::new(gateway);
     let mut s3s_config = S3Config::default();
     s3s_config.post_object_max_file_size = config.max_post_object_size;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_config))));
-    let service: S3Service = builder.build();
-    Frontend::new(service, store)
+    builder
+}
+
+/// Who vouches for a request: its SigV4 signature, or the transport it arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    SigV4,
+    Transport,
+}
+
+/// s3s's access check for [`Trust::Transport`]: the peer was admitted before any request.
+struct AllowAuthenticatedPeer;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for AllowAuthenticatedPeer {
+    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        Ok(())
+    }
 }

@@ -12,11 +12,13 @@ use backends::Store;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use s3s::Body;
 use s3s::service::S3Service;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use crate::Trust;
 use crate::cors::{CorsPolicy, Preflight};
 
 /// Cap on hyper's per-connection read buffer. Body chunks are slices of it, so this (times
@@ -29,17 +31,38 @@ const READ_BUFFER_MAX: usize = 128 * 1024;
 pub struct Frontend {
     s3: S3Service,
     cors: CorsPolicy,
+    trust: Trust,
 }
 
 impl Frontend {
-    pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>, trust: Trust) -> Self {
         Self {
             s3,
             cors: CorsPolicy::new(store),
+            trust,
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Serves HTTP/1.1 (keep-alive) on one byte stream: a TCP connection or a QUIC stream.
+    pub fn serve_connection<I>(&self, io: I) -> impl GracefulConnection<Error = hyper::Error> + Send + 'static
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let frontend = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let frontend = frontend.clone();
+            async move { Ok::<_, std::convert::Infallible>(frontend.handle(req).await) }
+        });
+        hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .max_buf_size(READ_BUFFER_MAX)
+            .serve_connection(TokioIo::new(io), service)
+    }
+
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+        if self.trust == Trust::Transport {
+            strip_signature(&mut req);
+        }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -110,15 +133,7 @@ pub async fn serve_http(
         };
         tracing::debug!(%peer, "connection");
         let _ = stream.set_nodelay(true);
-        let frontend = frontend.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let frontend = frontend.clone();
-            async move { Ok::<_, std::convert::Infallible>(frontend.handle(req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .max_buf_size(READ_BUFFER_MAX)
-            .serve_connection(TokioIo::new(stream), service);
+        let conn = frontend.serve_connection(stream);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -130,4 +145,36 @@ pub async fn serve_http(
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+}
+
+/// Removes SigV4 header and query-string auth from a request whose peer the transport has
+/// already authenticated, so that s3s treats it as admitted instead of checking a signature
+/// made with keys the relay does not know.
+fn strip_signature(req: &mut Request<Incoming>) {
+    req.headers_mut().remove(http::header::AUTHORIZATION);
+    let Some(query) = req.uri().query() else {
+        return;
+    };
+    if !query.split('&').any(is_presign_param) {
+        return;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_presign_param(p)).collect();
+    let path = req.uri().path();
+    let path_and_query = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+fn is_presign_param(param: &str) -> bool {
+    let name = param.split('=').next().unwrap_or_default();
+    name.len() > 6 && name[..6].eq_ignore_ascii_case("X-Amz-")
 }

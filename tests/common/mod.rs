@@ -15,6 +15,10 @@ pub struct TestRelay {
     pub relay: Relay,
     pub dir: TempDir,
     pub client: Client,
+    /// The plain-HTTP S3 listener and its URL.
+    pub addr: std::net::SocketAddr,
+    pub endpoint: String,
+    config: RelayConfig,
 }
 
 pub fn credentials() -> Credentials {
@@ -26,7 +30,7 @@ pub fn credentials() -> Credentials {
 
 pub fn config(dir: &TempDir) -> RelayConfig {
     let mut config = RelayConfig::new(dir.path().to_path_buf());
-    config.s3_addr = "127.0.0.1:0".parse().unwrap();
+    config.s3_addr = Some("127.0.0.1:0".parse().unwrap());
     config
 }
 
@@ -38,19 +42,31 @@ pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir);
     tweak(&mut cfg);
-    let relay = Relay::start(&cfg, &credentials()).await.unwrap();
-    let client = client(&relay.endpoint(), ACCESS_KEY, SECRET_KEY);
-    TestRelay { relay, dir, client }
+    TestRelay::on(dir, cfg).await
 }
 
 impl TestRelay {
     /// Stops the relay and starts a new one on the same data dir (a new port).
+    pub async fn on(dir: TempDir, config: RelayConfig) -> TestRelay {
+        let relay = Relay::start(&config, &credentials()).await.unwrap();
+        let addr = relay.s3_addr().expect("tests serve HTTP");
+        let endpoint = format!("http://{addr}");
+        let client = client(&endpoint, ACCESS_KEY, SECRET_KEY);
+        TestRelay {
+            relay,
+            dir,
+            client,
+            addr,
+            endpoint,
+            config,
+        }
+    }
+
+    /// Stops the relay and starts a new one with the same config and data dir (a new port).
     pub async fn restart(self) -> TestRelay {
-        let TestRelay { relay, dir, .. } = self;
+        let TestRelay { relay, dir, config, .. } = self;
         relay.shutdown().await;
-        let relay = Relay::start(&config(&dir), &credentials()).await.unwrap();
-        let client = client(&relay.endpoint(), ACCESS_KEY, SECRET_KEY);
-        TestRelay { relay, dir, client }
+        TestRelay::on(dir, config).await
     }
 
     pub async fn bucket(&self, name: &str) -> String {

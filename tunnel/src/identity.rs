@@ -34,8 +34,11 @@ pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
         Ok(text) => parse(text.trim()).ok_or_else(|| IdentityError::Corrupt(file.clone())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
-            write_private(&file, hex_simd::encode_to_string(key.to_bytes(), hex_simd::AsciiCase::Lower).as_bytes())
-                .map_err(io_err)?;
+            write_private(
+                &file,
+                hex_simd::encode_to_string(key.to_bytes(), hex_simd::AsciiCase::Lower).as_bytes(),
+            )
+            .map_err(io_err)?;
             // Another process may have raced us; whichever file won is the identity.
             load_existing(&file)
         }

@@ -109,8 +109,16 @@ impl fmt::Display for RelayLink {
         }
         for addr in &self.direct_addrs {
             match addr.ip() {
-                IpAddr::V4(ip) => push_tlv(&mut out, TAG_IPV4, &[&ip.octets()[..], &addr.port().to_be_bytes()].concat()),
-                IpAddr::V6(ip) => push_tlv(&mut out, TAG_IPV6, &[&ip.octets()[..], &addr.port().to_be_bytes()].concat()),
+                IpAddr::V4(ip) => push_tlv(
+                    &mut out,
+                    TAG_IPV4,
+                    &[&ip.octets()[..], &addr.port().to_be_bytes()].concat(),
+                ),
+                IpAddr::V6(ip) => push_tlv(
+                    &mut out,
+                    TAG_IPV6,
+                    &[&ip.octets()[..], &addr.port().to_be_bytes()].concat(),
+                ),
             }
         }
         write!(f, "{SCHEME}relay#{}", encode(&out))
@@ -161,7 +169,8 @@ impl FromStr for RelayLink {
                 }
                 (TAG_IPV6, 18) => {
                     let octets: [u8; 16] = value[..16].try_into().expect("length checked");
-                    link.direct_addrs.push(SocketAddr::new(Ipv6Addr::from(octets).into(), port(&value[16..])));
+                    link.direct_addrs
+                        .push(SocketAddr::new(Ipv6Addr::from(octets).into(), port(&value[16..])));
                 }
                 (TAG_IPV4 | TAG_IPV6, _) => return Err(LinkError::Truncated),
                 // Fields added later within version 1 are skipped, not fatal.
@@ -220,7 +229,11 @@ impl Reader {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], LinkError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(LinkError::Truncated)?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(LinkError::Truncated)?;
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
@@ -244,7 +257,11 @@ impl Reader {
     }
 
     fn finish(self) -> Result<(), LinkError> {
-        if self.is_empty() { Ok(()) } else { Err(LinkError::TrailingBytes) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(LinkError::TrailingBytes)
+        }
     }
 }
 
@@ -339,10 +356,7 @@ mod tests {
         assert_eq!(format!("{link}!").parse::<CircleLink>(), Err(LinkError::Encoding));
         let future = format!("haven-relay://circle#{}", encode(&[2, 0, 0]));
         assert_eq!(future.parse::<CircleLink>(), Err(LinkError::FutureVersion(2)));
-        assert_eq!(
-            link[..link.len() - 12].parse::<CircleLink>(),
-            Err(LinkError::Truncated)
-        );
+        assert_eq!(link[..link.len() - 12].parse::<CircleLink>(), Err(LinkError::Truncated));
         let message = future.parse::<CircleLink>().unwrap_err().to_string();
         assert!(!message.contains('\n'), "one line: {message}");
     }

@@ -1,0 +1,53 @@
+//! The circle this relay serves: the link the app gave it, remembered in the data dir so that
+//! a later `haven-relay run` resumes with no arguments, and the relay link it hands back.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tunnel::link::{CircleLink, RelayLink};
+use tunnel::members;
+
+const CIRCLE_FILE: &str = "circle-link";
+const RELAY_LINK_FILE: &str = "relay-link";
+
+/// The remembered circle link, if this relay has joined one.
+pub fn load(data_dir: &Path) -> anyhow::Result<Option<CircleLink>> {
+    let file = data_dir.join(CIRCLE_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            Ok(Some(text.parse().with_context(|| {
+                format!("the remembered link in {}", file.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Remembers `link` and admits its members (members added by hand stay).
+pub fn join(data_dir: &Path, link: &CircleLink) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    write(&data_dir.join(CIRCLE_FILE), &link.to_string())?;
+    let mut all = members::load(data_dir)?;
+    all.extend(link.members.iter().copied());
+    members::save(data_dir, &all)?;
+    Ok(())
+}
+
+/// Remembers the link printed at the last start, for `haven-relay link`.
+pub fn save_relay_link(data_dir: &Path, link: &RelayLink) -> anyhow::Result<()> {
+    write(&data_dir.join(RELAY_LINK_FILE), &link.to_string())
+}
+
+pub fn load_relay_link(data_dir: &Path) -> anyhow::Result<Option<RelayLink>> {
+    let file = data_dir.join(RELAY_LINK_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => Ok(Some(text.parse()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+fn write(file: &PathBuf, text: &str) -> anyhow::Result<()> {
+    std::fs::write(file, format!("{text}\n")).with_context(|| format!("writing {}", file.display()))
+}

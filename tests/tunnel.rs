@@ -1,0 +1,246 @@
+//! The S3 API over the iroh tunnel: real iroh endpoints on 127.0.0.1 with relays disabled,
+//! aws-sdk-s3 plugged into the library client, membership enforced by node id.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use common::{TestRelay, blob};
+use haven_relay::TunnelConfig;
+use tunnel::link::CircleId;
+use tunnel::{EndpointId, RelayChoice, SecretKey, TunnelClient};
+
+fn loopback() -> Option<SocketAddr> {
+    Some("127.0.0.1:0".parse().unwrap())
+}
+
+/// A relay serving HTTP and the tunnel, whose circle is `members`.
+async fn relay_for(members: &[EndpointId]) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    tunnel::members::save(dir.path(), &members.iter().copied().collect()).unwrap();
+    let mut config = common::config(&dir);
+    config.tunnel = Some(TunnelConfig {
+        relay: RelayChoice::Disabled,
+        bind: loopback(),
+    });
+    TestRelay::on(dir, config).await
+}
+
+fn relay_link(r: &TestRelay) -> tunnel::link::RelayLink {
+    tunnel::endpoint::relay_link(r.relay.tunnel_endpoint().unwrap(), CircleId([9; 16]))
+}
+
+async fn tunnel_client(key: &SecretKey, r: &TestRelay) -> Result<Arc<TunnelClient>, tunnel::TunnelError> {
+    let endpoint = tunnel::endpoint::bind(key.clone(), &RelayChoice::Disabled, loopback(), Vec::new()).await?;
+    Ok(Arc::new(
+        TunnelClient::connect(endpoint, relay_link(r).endpoint_addr()).await?,
+    ))
+}
+
+/// aws-sdk-s3 sending over the tunnel, with throwaway credentials (members need none).
+fn sdk(client: Arc<TunnelClient>) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(tunnel::aws::TunnelHttpClient::new(client))
+        .endpoint_url("http://haven-relay.tunnel")
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "member",
+            "no-secret-needed",
+            None,
+            None,
+            "test",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn sdk_round_trip_with_a_64_mib_multipart_upload() {
+    let member = SecretKey::generate();
+    let r = relay_for(&[member.public()]).await;
+    let s3 = sdk(tunnel_client(&member, &r).await.unwrap());
+    s3.create_bucket().bucket("circle").send().await.unwrap();
+
+    let part_size = 16 * 1024 * 1024;
+    let whole = blob(4 * part_size, 21);
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("circle")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (i, chunk) in whole.chunks(part_size).enumerate() {
+        let n = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket("circle")
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("circle")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(done.e_tag().unwrap().ends_with("-4\""), "{:?}", done.e_tag());
+
+    let range = s3
+        .get_object()
+        .bucket("circle")
+        .key("big")
+        .range("bytes=20000000-20000099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        range.body.collect().await.unwrap().to_vec(),
+        &whole[20_000_000..20_000_100]
+    );
+    let full = s3.get_object().bucket("circle").key("big").send().await.unwrap();
+    assert!(
+        full.body.collect().await.unwrap().to_vec() == whole,
+        "64 MiB body intact"
+    );
+
+    // The same store is behind the SigV4 HTTP listener: one service, two transports.
+    let listed = r.client.list_objects_v2().bucket("circle").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    assert_eq!(listed.contents()[0].size(), Some(whole.len() as i64));
+
+    s3.delete_object().bucket("circle").key("big").send().await.unwrap();
+    let listed = s3.list_objects_v2().bucket("circle").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+}
+
+#[tokio::test]
+async fn a_node_outside_the_circle_is_refused_and_changes_nothing() {
+    let member = SecretKey::generate();
+    let outsider = SecretKey::generate();
+    let r = relay_for(&[member.public()]).await;
+    match tunnel_client(&outsider, &r).await {
+        Err(e) => assert!(!e.to_string().is_empty()),
+        Ok(client) => {
+            let err = sdk(client).create_bucket().bucket("intruder").send().await.unwrap_err();
+            assert!(
+                format!("{err:?}").contains("member") || format!("{err:?}").contains("closed"),
+                "{err:?}"
+            );
+        }
+    }
+    let buckets = r.client.list_buckets().send().await.unwrap();
+    assert!(buckets.buckets().is_empty(), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_member_removed_while_connected_loses_access() {
+    let member = SecretKey::generate();
+    let r = relay_for(&[member.public()]).await;
+    let s3 = sdk(tunnel_client(&member, &r).await.unwrap());
+    s3.create_bucket().bucket("before").send().await.unwrap();
+
+    tunnel::members::save(r.dir.path(), &Default::default()).unwrap();
+    let mut refused = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s3.list_buckets().send().await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "still served 4 s after removal");
+    assert!(s3.create_bucket().bucket("after").send().await.is_err());
+    let names: Vec<_> = r
+        .client
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["before"]);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_requests_over_one_connection() {
+    let member = SecretKey::generate();
+    let r = relay_for(&[member.public()]).await;
+    let s3 = sdk(tunnel_client(&member, &r).await.unwrap());
+    s3.create_bucket().bucket("busy").send().await.unwrap();
+    let puts = (0..100).map(|i| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("busy")
+                .key(format!("k{i:03}"))
+                .body(ByteStream::from(blob(10_000, i)))
+                .send()
+                .await
+        }
+    });
+    for result in futures::future::join_all(puts).await {
+        result.unwrap();
+    }
+    let gets = (0..100).map(|i| {
+        let s3 = s3.clone();
+        async move {
+            let got = s3
+                .get_object()
+                .bucket("busy")
+                .key(format!("k{i:03}"))
+                .send()
+                .await
+                .unwrap();
+            (i, got.body.collect().await.unwrap().to_vec())
+        }
+    });
+    for (i, body) in futures::future::join_all(gets).await {
+        assert_eq!(body, blob(10_000, i));
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_relay_is_reconnected_transparently() {
+    let member = SecretKey::generate();
+    let r = relay_for(&[member.public()]).await;
+    let client = tunnel_client(&member, &r).await.unwrap();
+    let s3 = sdk(client.clone());
+    s3.create_bucket().bucket("durable").send().await.unwrap();
+    s3.put_object()
+        .bucket("durable")
+        .key("k")
+        .body(ByteStream::from_static(b"sealed"))
+        .send()
+        .await
+        .unwrap();
+    let before = relay_link(&r);
+    let r = r.restart().await;
+    assert_eq!(relay_link(&r), before, "same node id and address after a restart");
+    let got = s3.get_object().bucket("durable").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), b"sealed");
+}

@@ -1,0 +1,92 @@
+//! Binding the iroh endpoint: which relay servers and address lookup to use.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
+use iroh::{Endpoint, RelayMode, RelayUrl, SecretKey};
+
+use crate::TunnelError;
+
+/// Streams a peer may have open at once: one per in-flight request (or forwarded TCP
+/// connection), so well above what one app or `connect` uses in practice.
+const MAX_STREAMS: u32 = 1024;
+
+/// `--iroh-relay default|disabled|URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayChoice {
+    /// n0's public relays and address lookup: works behind NAT on the internet.
+    Default,
+    /// No relay and no address lookup: direct addresses only (LAN, loopback, tests).
+    Disabled,
+    /// A self-hosted iroh relay, and no n0 services at all.
+    Custom(RelayUrl),
+}
+
+impl FromStr for RelayChoice {
+    type Err = TunnelError;
+
+    fn from_str(s: &str) -> Result<Self, TunnelError> {
+        match s {
+            "default" => Ok(Self::Default),
+            "disabled" | "none" | "off" => Ok(Self::Disabled),
+            url => url
+                .parse()
+                .map(Self::Custom)
+                .map_err(|_| TunnelError::Config(format!("--iroh-relay: {url:?} is not default, disabled or a URL"))),
+        }
+    }
+}
+
+/// Binds an endpoint with `secret_key`, accepting `alpns` (empty for a client).
+pub async fn bind(
+    secret_key: SecretKey,
+    relay: &RelayChoice,
+    bind_addr: Option<SocketAddr>,
+    alpns: Vec<Vec<u8>>,
+) -> Result<Endpoint, TunnelError> {
+    let transport = QuicTransportConfig::builder()
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .build();
+    let builder = match relay {
+        RelayChoice::Default => Endpoint::builder(presets::N0),
+        RelayChoice::Disabled => Endpoint::builder(presets::Minimal).relay_mode(RelayMode::Disabled),
+        RelayChoice::Custom(url) => Endpoint::builder(presets::Minimal).relay_mode(RelayMode::custom([url.clone()])),
+    };
+    let mut builder = builder.secret_key(secret_key).alpns(alpns).transport_config(transport);
+    if let Some(addr) = bind_addr {
+        builder = builder
+            .bind_addr(addr)
+            .map_err(|e| TunnelError::Config(format!("cannot bind the tunnel to {addr}: {e}")))?;
+    }
+    builder.bind().await.map_err(|e| TunnelError::Bind(e.to_string()))
+}
+
+/// The link an app scans to reach this endpoint: its id, its home relay, and its direct
+/// addresses when there is no relay to find it through.
+pub fn relay_link(endpoint: &Endpoint, circle: crate::link::CircleId) -> crate::link::RelayLink {
+    let addr = endpoint.addr();
+    let relay_url = addr.relay_urls().next().cloned();
+    let direct_addrs = if relay_url.is_some() {
+        Vec::new()
+    } else {
+        let mut addrs: Vec<SocketAddr> = addr.ip_addrs().copied().collect();
+        if addrs.is_empty() {
+            addrs = endpoint.bound_sockets();
+        }
+        for a in &mut addrs {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+        }
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    };
+    crate::link::RelayLink {
+        circle,
+        relay: endpoint.id(),
+        relay_url,
+        direct_addrs,
+    }
+}

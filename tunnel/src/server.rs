@@ -1,0 +1,190 @@
+//! The relay side: admits circle members and serves the S3 frontend on their QUIC streams.
+//!
+//! A connection's peer is proven by the QUIC/TLS handshake (its node id is its public key),
+//! so a non-member is closed right after the handshake, before any stream is accepted or
+//! any request read. Every accepted bi-stream carries HTTP/1.1 with keep-alive, served by
+//! the same `gateway::Frontend` as the TCP listener.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway::Frontend;
+use hyper_util::server::graceful::GracefulShutdown;
+use iroh::endpoint::{Connection, VarInt};
+use iroh::{Endpoint, EndpointId};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::members::{self, Members};
+
+/// Close code sent to a node that is not (or no longer) a member.
+pub const NOT_A_MEMBER: u32 = 403;
+/// How often the running relay re-reads the members file.
+const MEMBERS_POLL: Duration = Duration::from_millis(500);
+
+/// Live connections by peer, so that removing a member cuts them off at once.
+#[derive(Default, Clone)]
+struct Connections(Arc<Mutex<HashMap<EndpointId, Vec<Connection>>>>);
+
+impl Connections {
+    fn add(&self, peer: EndpointId, conn: Connection) {
+        let mut map = self.0.lock().expect("connections lock");
+        let list = map.entry(peer).or_default();
+        list.retain(|c| c.close_reason().is_none());
+        list.push(conn);
+    }
+
+    fn close_all_of(&self, peer: &EndpointId) {
+        let removed = self.0.lock().expect("connections lock").remove(peer);
+        for conn in removed.into_iter().flatten() {
+            conn.close(VarInt::from_u32(NOT_A_MEMBER), b"no longer a member of this circle");
+        }
+    }
+}
+
+/// A running tunnel listener.
+pub struct TunnelServer {
+    endpoint: Endpoint,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TunnelServer {
+    /// Serves `frontend` to `members` on `endpoint` (bound with [`crate::ALPN`]). When
+    /// `members_dir` is given, the allow-list follows `<members_dir>/members.json`.
+    pub fn start(endpoint: Endpoint, frontend: Frontend, members: Members, members_dir: Option<PathBuf>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let connections = Connections::default();
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            endpoint.clone(),
+            frontend,
+            members.clone(),
+            connections.clone(),
+            stopped.clone(),
+        ))];
+        if let Some(dir) = members_dir {
+            tasks.push(tokio::spawn(watch_members(dir, members, connections, stopped)));
+        }
+        Self { endpoint, stop, tasks }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Stops accepting, gives in-flight requests up to `grace`, then closes the endpoint.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+        self.endpoint.close().await;
+    }
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
+    frontend: Frontend,
+    members: Members,
+    connections: Connections,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let graceful = Graceful::default();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let (frontend, members, connections, graceful) =
+            (frontend.clone(), members.clone(), connections.clone(), graceful.clone());
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, "tunnel handshake failed");
+                    return;
+                }
+            };
+            let peer = conn.remote_id();
+            if !members.contains(&peer) {
+                tracing::info!(peer = %peer.fmt_short(), "refused a tunnel from a node outside the circle");
+                conn.close(VarInt::from_u32(NOT_A_MEMBER), b"not a member of this circle");
+                return;
+            }
+            tracing::debug!(peer = %peer.fmt_short(), "member connected");
+            connections.add(peer, conn.clone());
+            serve_streams(conn, frontend, &graceful).await;
+        });
+    }
+    // Wait for requests in flight on streams already accepted; the caller bounds this.
+    let pending = graceful.0.lock().expect("graceful lock").take();
+    if let Some(pending) = pending {
+        pending.shutdown().await;
+    }
+}
+
+/// hyper's graceful shutdown, shared by every connection's stream loop; `None` once stopping.
+#[derive(Clone)]
+struct Graceful(Arc<Mutex<Option<GracefulShutdown>>>);
+
+impl Default for Graceful {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Some(GracefulShutdown::new()))))
+    }
+}
+
+async fn serve_streams(conn: Connection, frontend: Frontend, graceful: &Graceful) {
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "tunnel connection ended");
+                return;
+            }
+        };
+        let http = frontend.serve_connection(tokio::io::join(recv, send));
+        let Some(http) = graceful
+            .0
+            .lock()
+            .expect("graceful lock")
+            .as_ref()
+            .map(|g| g.watch(http))
+        else {
+            return; // shutting down
+        };
+        tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::debug!(error = %e, "tunnel stream ended with an error");
+            }
+        });
+    }
+}
+
+async fn watch_members(dir: PathBuf, members: Members, connections: Connections, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(MEMBERS_POLL) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let loaded = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || members::load(&dir)).await
+        };
+        match loaded {
+            Ok(Ok(current)) => {
+                for gone in members.replace(current) {
+                    tracing::info!(peer = %gone.fmt_short(), "member removed; closing its tunnels");
+                    connections.close_all_of(&gone);
+                }
+            }
+            // A half-edited file keeps the old list rather than locking everyone out.
+            Ok(Err(e)) => tracing::warn!(error = %e, "keeping the previous members list"),
+            Err(_) => {}
+        }
+    }
+}
