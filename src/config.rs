@@ -15,25 +15,8 @@ pub struct RelayConfig {
     /// The plain-HTTP S3 listener, if any.
     pub s3_addr: Option<SocketAddr>,
     /// The iroh tunnel, if any.
-    pub tunnel: Option<TunnelConfig>,
+    pub tunnel: Option<tunnel::EndpointOptions>,
     pub max_object_size: u64,
-}
-
-/// How the tunnel's endpoint is reached.
-#[derive(Debug, Clone)]
-pub struct TunnelConfig {
-    pub relay: tunnel::RelayChoice,
-    /// UDP address to bind; `None` lets iroh pick (all interfaces, random ports).
-    pub bind: Option<SocketAddr>,
-}
-
-impl Default for TunnelConfig {
-    fn default() -> Self {
-        Self {
-            relay: tunnel::RelayChoice::Default,
-            bind: None,
-        }
-    }
 }
 
 impl RelayConfig {
@@ -63,6 +46,7 @@ pub struct ConfigFile {
     /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.
     pub iroh_relay: Option<String>,
     pub iroh_addr: Option<SocketAddr>,
+    pub iroh_relay_ca: Option<PathBuf>,
 }
 
 impl ConfigFile {

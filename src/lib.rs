@@ -16,7 +16,7 @@ use backends::fs::FsStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{RelayConfig, TunnelConfig};
+pub use config::RelayConfig;
 pub use credentials::Credentials;
 
 /// How long in-flight requests may run after a shutdown request.
@@ -119,19 +119,20 @@ async fn start_http(addr: SocketAddr, frontend: gateway::Frontend) -> anyhow::Re
 
 async fn start_tunnel(
     data_dir: &Path,
-    settings: &TunnelConfig,
+    settings: &tunnel::EndpointOptions,
     frontend: gateway::Frontend,
 ) -> anyhow::Result<tunnel::TunnelServer> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
-    let bind = tunnel_port::choose(data_dir, settings.bind);
-    let endpoint =
-        match tunnel::endpoint::bind(secret.clone(), &settings.relay, bind, vec![tunnel::ALPN.to_vec()]).await {
-            // The remembered port may be taken now; any port beats not starting.
-            Err(_) if bind != settings.bind => {
-                tunnel::endpoint::bind(secret, &settings.relay, settings.bind, vec![tunnel::ALPN.to_vec()]).await?
-            }
-            other => other?,
-        };
+    let alpns = || vec![tunnel::ALPN.to_vec()];
+    let remembered = tunnel::EndpointOptions {
+        bind: tunnel_port::choose(data_dir, settings.bind),
+        ..settings.clone()
+    };
+    let endpoint = match tunnel::endpoint::bind(secret.clone(), &remembered, alpns()).await {
+        // The remembered port may be taken now; any port beats not starting.
+        Err(_) if remembered.bind != settings.bind => tunnel::endpoint::bind(secret, settings, alpns()).await?,
+        other => other?,
+    };
     tunnel_port::remember(data_dir, &endpoint);
     let members = tunnel::members::Members::new(tunnel::members::load(data_dir)?);
     Ok(tunnel::TunnelServer::start(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use haven_relay::config::{ConfigFile, DEFAULT_S3_ADDR, default_data_dir};
-use haven_relay::{Relay, RelayConfig, TunnelConfig, circle, credentials};
+use haven_relay::{Relay, RelayConfig, circle, credentials};
 use tunnel::link::{CircleLink, RelayLink};
 use tunnel::{EndpointId, RelayChoice};
 
@@ -61,6 +61,29 @@ struct TunnelArgs {
     /// UDP address for the tunnel (default: all interfaces, any port).
     #[arg(long, env = "HAVEN_RELAY_IROH_ADDR")]
     iroh_addr: Option<SocketAddr>,
+    /// PEM certificate(s) to trust for a self-hosted iroh relay with a private CA.
+    #[arg(long, env = "HAVEN_RELAY_IROH_RELAY_CA")]
+    iroh_relay_ca: Option<PathBuf>,
+}
+
+impl TunnelArgs {
+    /// Flags first, then the config file's values, then the defaults.
+    fn options(&self, file: &ConfigFile) -> anyhow::Result<tunnel::EndpointOptions> {
+        let relay = match (&self.iroh_relay, &file.iroh_relay) {
+            (Some(choice), _) => choice.clone(),
+            (None, Some(text)) => text.parse().context("iroh_relay in the config file")?,
+            (None, None) => RelayChoice::Default,
+        };
+        let relay_ca = match self.iroh_relay_ca.as_ref().or(file.iroh_relay_ca.as_ref()) {
+            Some(path) => tunnel::endpoint::load_ca(path)?,
+            None => Vec::new(),
+        };
+        Ok(tunnel::EndpointOptions {
+            relay,
+            bind: self.iroh_addr.or(file.iroh_addr),
+            relay_ca,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -147,15 +170,7 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     }
     let circle = circle::load(&config.data_dir)?;
     if circle.is_some() {
-        let relay = match (args.tunnel.iroh_relay, &file.iroh_relay) {
-            (Some(choice), _) => choice,
-            (None, Some(text)) => text.parse().context("iroh_relay in the config file")?,
-            (None, None) => RelayChoice::Default,
-        };
-        config.tunnel = Some(TunnelConfig {
-            relay,
-            bind: args.tunnel.iroh_addr.or(file.iroh_addr),
-        });
+        config.tunnel = Some(args.tunnel.options(&file)?);
     }
     if config.s3_addr.is_none() && config.tunnel.is_none() {
         anyhow::bail!(
@@ -260,8 +275,8 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let link: RelayLink = args.relay_link.parse().context("relay link")?;
     let secret = tunnel::identity::load_or_create(&data_dir)?;
-    let relay = args.tunnel.iroh_relay.unwrap_or(RelayChoice::Default);
-    let endpoint = tunnel::endpoint::bind(secret, &relay, args.tunnel.iroh_addr, Vec::new()).await?;
+    let options = args.tunnel.options(&ConfigFile::default())?;
+    let endpoint = tunnel::endpoint::bind(secret, &options, Vec::new()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -10,9 +10,8 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{TestRelay, blob};
-use haven_relay::TunnelConfig;
 use tunnel::link::CircleId;
-use tunnel::{EndpointId, RelayChoice, SecretKey, TunnelClient};
+use tunnel::{EndpointId, EndpointOptions, RelayChoice, SecretKey, TunnelClient};
 
 fn loopback() -> Option<SocketAddr> {
     Some("127.0.0.1:0".parse().unwrap())
@@ -23,10 +22,7 @@ async fn relay_for(members: &[EndpointId]) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     tunnel::members::save(dir.path(), &members.iter().copied().collect()).unwrap();
     let mut config = common::config(&dir);
-    config.tunnel = Some(TunnelConfig {
-        relay: RelayChoice::Disabled,
-        bind: loopback(),
-    });
+    config.tunnel = Some(direct_only());
     TestRelay::on(dir, config).await
 }
 
@@ -34,8 +30,17 @@ fn relay_link(r: &TestRelay) -> tunnel::link::RelayLink {
     tunnel::endpoint::relay_link(r.relay.tunnel_endpoint().unwrap(), CircleId([9; 16]))
 }
 
+/// No iroh relay: direct loopback addresses only.
+fn direct_only() -> EndpointOptions {
+    EndpointOptions {
+        relay: RelayChoice::Disabled,
+        bind: loopback(),
+        relay_ca: Vec::new(),
+    }
+}
+
 async fn tunnel_client(key: &SecretKey, r: &TestRelay) -> Result<Arc<TunnelClient>, tunnel::TunnelError> {
-    let endpoint = tunnel::endpoint::bind(key.clone(), &RelayChoice::Disabled, loopback(), Vec::new()).await?;
+    let endpoint = tunnel::endpoint::bind(key.clone(), &direct_only(), Vec::new()).await?;
     Ok(Arc::new(
         TunnelClient::connect(endpoint, relay_link(r).endpoint_addr()).await?,
     ))
@@ -243,4 +248,58 @@ async fn a_restarted_relay_is_reconnected_transparently() {
     assert_eq!(relay_link(&r), before, "same node id and address after a restart");
     let got = s3.get_object().bucket("durable").key("k").send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().to_vec(), b"sealed");
+}
+
+#[tokio::test]
+async fn traffic_forced_through_a_local_iroh_relay_server() {
+    use iroh_relay::server::{CertConfig, RelayConfig, Server, ServerConfig, TlsConfig};
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let (certs, server_config) = iroh_relay::server::testing::self_signed_tls_certs_and_config();
+    let mut relay_config = RelayConfig::new((localhost, 0));
+    relay_config.tls = Some(TlsConfig::new((localhost, 0), CertConfig::Manual { server_config }));
+    let mut config = ServerConfig::default();
+    config.relay = Some(relay_config);
+    let relay_server = Server::spawn(config).await.unwrap();
+    let url: iroh::RelayUrl = format!("https://{}", relay_server.https_addr().unwrap())
+        .parse()
+        .unwrap();
+
+    let member = SecretKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    tunnel::members::save(dir.path(), &[member.public()].into_iter().collect()).unwrap();
+    let mut relay_config = common::config(&dir);
+    relay_config.tunnel = Some(EndpointOptions {
+        relay: RelayChoice::Custom(url.clone()),
+        bind: loopback(),
+        relay_ca: certs.clone(),
+    });
+    let r = TestRelay::on(dir, relay_config).await;
+    let relay_endpoint = r.relay.tunnel_endpoint().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), relay_endpoint.online())
+        .await
+        .expect("the relay reached its home iroh relay");
+
+    // The member has no IP transport at all: every packet must go through the iroh relay.
+    let member_endpoint = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .secret_key(member)
+        .relay_mode(iroh::RelayMode::custom([url.clone()]))
+        .ca_tls_config(iroh::tls::CaTlsConfig::default().with_extra_roots(certs))
+        .clear_ip_transports()
+        .bind()
+        .await
+        .unwrap();
+    let via_relay_only = iroh::EndpointAddr::from_parts(relay_endpoint.id(), [iroh::TransportAddr::Relay(url)]);
+    let client = TunnelClient::connect(member_endpoint, via_relay_only).await.unwrap();
+    let s3 = sdk(Arc::new(client));
+    s3.create_bucket().bucket("relayed").send().await.unwrap();
+    let body = blob(1 << 20, 33);
+    s3.put_object()
+        .bucket("relayed")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_object().bucket("relayed").key("k").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), body);
 }

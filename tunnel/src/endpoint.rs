@@ -1,10 +1,14 @@
 //! Binding the iroh endpoint: which relay servers and address lookup to use.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::str::FromStr;
 
 use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
+use iroh::tls::CaTlsConfig;
 use iroh::{Endpoint, RelayMode, RelayUrl, SecretKey};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use crate::TunnelError;
 
@@ -38,23 +42,56 @@ impl FromStr for RelayChoice {
     }
 }
 
+/// Everything about how an endpoint reaches the network, from flags or the config file.
+#[derive(Debug, Clone)]
+pub struct EndpointOptions {
+    pub relay: RelayChoice,
+    /// UDP address to bind; `None` lets iroh pick (all interfaces, random ports).
+    pub bind: Option<SocketAddr>,
+    /// Extra trusted roots for a self-hosted iroh relay with a private certificate.
+    pub relay_ca: Vec<CertificateDer<'static>>,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            relay: RelayChoice::Default,
+            bind: None,
+            relay_ca: Vec::new(),
+        }
+    }
+}
+
+/// Reads PEM certificates (`--iroh-relay-ca`).
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, TunnelError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TunnelError::Config(format!("reading certificates from {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TunnelError::Config(format!("no PEM certificate in {}", path.display())));
+    }
+    Ok(certs)
+}
+
 /// Binds an endpoint with `secret_key`, accepting `alpns` (empty for a client).
 pub async fn bind(
     secret_key: SecretKey,
-    relay: &RelayChoice,
-    bind_addr: Option<SocketAddr>,
+    options: &EndpointOptions,
     alpns: Vec<Vec<u8>>,
 ) -> Result<Endpoint, TunnelError> {
     let transport = QuicTransportConfig::builder()
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
         .build();
-    let builder = match relay {
+    let builder = match &options.relay {
         RelayChoice::Default => Endpoint::builder(presets::N0),
         RelayChoice::Disabled => Endpoint::builder(presets::Minimal).relay_mode(RelayMode::Disabled),
         RelayChoice::Custom(url) => Endpoint::builder(presets::Minimal).relay_mode(RelayMode::custom([url.clone()])),
     };
     let mut builder = builder.secret_key(secret_key).alpns(alpns).transport_config(transport);
-    if let Some(addr) = bind_addr {
+    if !options.relay_ca.is_empty() {
+        builder = builder.ca_tls_config(CaTlsConfig::default().with_extra_roots(options.relay_ca.iter().cloned()));
+    }
+    if let Some(addr) = options.bind {
         builder = builder
             .bind_addr(addr)
             .map_err(|e| TunnelError::Config(format!("cannot bind the tunnel to {addr}: {e}")))?;

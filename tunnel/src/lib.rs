@@ -20,7 +20,7 @@ pub mod server;
 pub const ALPN: &[u8] = b"haven-relay/s3/1";
 
 pub use client::TunnelClient;
-pub use endpoint::RelayChoice;
+pub use endpoint::{EndpointOptions, RelayChoice};
 pub use error::TunnelError;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey};
 pub use server::TunnelServer;

@@ -112,7 +112,9 @@ async fn accept_loop(
             };
             let peer = conn.remote_id();
             if !members.contains(&peer) {
-                tracing::info!(peer = %peer.fmt_short(), "refused a tunnel from a node outside the circle");
+                // Node ids identify people: only at debug level, like keys and addresses.
+                tracing::info!("refused a tunnel from a node outside the circle");
+                tracing::debug!(peer = %peer.fmt_short(), "refused node");
                 conn.close(VarInt::from_u32(NOT_A_MEMBER), b"not a member of this circle");
                 return;
             }
@@ -178,7 +180,8 @@ async fn watch_members(dir: PathBuf, members: Members, connections: Connections,
         match loaded {
             Ok(Ok(current)) => {
                 for gone in members.replace(current) {
-                    tracing::info!(peer = %gone.fmt_short(), "member removed; closing its tunnels");
+                    tracing::info!("a member was removed; closing its tunnels");
+                    tracing::debug!(peer = %gone.fmt_short(), "removed member");
                     connections.close_all_of(&gone);
                 }
             }
