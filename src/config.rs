@@ -17,6 +17,8 @@ pub struct RelayConfig {
     /// The iroh tunnel, if any.
     pub tunnel: Option<tunnel::EndpointOptions>,
     pub max_object_size: u64,
+    /// A connection-only relay: no store is opened and S3 requests are refused.
+    pub no_storage: bool,
 }
 
 impl RelayConfig {
@@ -27,6 +29,7 @@ impl RelayConfig {
             s3_addr: None,
             tunnel: None,
             max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
+            no_storage: false,
         }
     }
 
@@ -47,6 +50,7 @@ pub struct ConfigFile {
     pub iroh_relay: Option<String>,
     pub iroh_addr: Option<SocketAddr>,
     pub iroh_relay_ca: Option<PathBuf>,
+    pub no_storage: Option<bool>,
 }
 
 impl ConfigFile {

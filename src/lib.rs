@@ -41,12 +41,16 @@ impl Relay {
             config.s3_addr.is_some() || config.tunnel.is_some(),
             "no transport selected: pass --link (the circle link from the app) and/or --s3"
         );
-        let store_dir = config.store_dir();
-        let store: Arc<dyn backends::Store> = Arc::new(
-            FsStore::open(&store_dir)
-                .await
-                .with_context(|| format!("opening store at {}", store_dir.display()))?,
-        );
+        let store: Arc<dyn backends::Store> = if config.no_storage {
+            Arc::new(backends::no_storage::NoStorage)
+        } else {
+            let store_dir = config.store_dir();
+            Arc::new(
+                FsStore::open(&store_dir)
+                    .await
+                    .with_context(|| format!("opening store at {}", store_dir.display()))?,
+            )
+        };
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config

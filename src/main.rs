@@ -112,6 +112,9 @@ struct RunArgs {
     /// A relay.json whose settings apply where no flag or variable is given.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
+    #[arg(long)]
+    no_storage: bool,
     #[command(flatten)]
     tunnel: TunnelArgs,
 }
@@ -178,13 +181,18 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
              and/or --s3 for the plain-HTTP S3 endpoint"
         );
     }
+    config.no_storage = args.no_storage || file.no_storage.unwrap_or(false);
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
         config.max_object_size = max;
     }
     let creds = credentials::resolve(&config.data_dir, args.access_key, args.secret_key)?;
     let relay = Relay::start(&config, &creds).await?;
     println!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
-    println!("  data:         {}", config.store_dir().display());
+    if config.no_storage {
+        println!("  data:         none (--no-storage: S3 requests are refused)");
+    } else {
+        println!("  data:         {}", config.store_dir().display());
+    }
     if let Some(endpoint) = relay.endpoint() {
         println!("  S3 endpoint:  {endpoint} (path-style, SigV4, region us-east-1)");
         println!(

@@ -308,3 +308,17 @@ async fn crc64nvme_trailer_as_aws_cli_v2_sends_is_verified_and_returned() {
     let err = r.client.head_object().bucket(&b).key("bad").send().await.unwrap_err();
     assert_eq!(status(&err), 404);
 }
+
+#[tokio::test]
+async fn no_storage_refuses_s3_requests_clearly_and_writes_nothing() {
+    let r = common::start_with(|c| c.no_storage = true).await;
+    let err = r.client.create_bucket().bucket("anything").send().await.unwrap_err();
+    assert_eq!(status(&err), 501);
+    assert_eq!(code(&err), "NotImplemented");
+    let err = r.client.list_buckets().send().await.unwrap_err();
+    assert!(format!("{err:?}").contains("--no-storage"), "{err:?}");
+    assert!(!r.dir.path().join("store").exists(), "no store was created");
+    // SigV4 is still checked first: a stranger learns nothing about the relay.
+    let stranger = common::client(&r.endpoint, "NOTAKEY", "not-a-secret");
+    assert_eq!(status(&stranger.list_buckets().send().await.unwrap_err()), 403);
+}

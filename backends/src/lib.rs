@@ -9,6 +9,7 @@ pub mod digest;
 mod error;
 pub mod fs;
 mod model;
+pub mod no_storage;
 mod store;
 
 pub use error::{Result, StoreError};

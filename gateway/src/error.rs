@@ -31,6 +31,8 @@ pub fn to_s3(err: StoreError) -> S3Error {
         StoreError::InvalidRange { .. } => s3_error!(InvalidRange),
         StoreError::PreconditionFailed => s3_error!(PreconditionFailed),
         StoreError::BadDigest => s3_error!(BadDigest),
+        // 501, which clients do not retry: retrying cannot make a connection-only relay store.
+        StoreError::NoStorage => S3Error::with_message(S3ErrorCode::NotImplemented, StoreError::NoStorage.to_string()),
         StoreError::ChecksumMismatch(algo) => {
             s3_error!(
                 BadDigest,
