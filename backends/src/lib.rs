@@ -10,6 +10,7 @@ mod error;
 pub mod fs;
 mod model;
 pub mod no_storage;
+pub mod rclone;
 mod store;
 
 pub use error::{Result, StoreError};
