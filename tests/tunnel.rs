@@ -303,3 +303,24 @@ async fn traffic_forced_through_a_local_iroh_relay_server() {
     let got = s3.get_object().bucket("relayed").key("k").send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().to_vec(), body);
 }
+
+#[tokio::test]
+async fn a_member_added_while_running_gets_in_without_a_restart() {
+    let newcomer = SecretKey::generate();
+    let r = relay_for(&[]).await;
+    if let Ok(client) = tunnel_client(&newcomer, &r).await {
+        assert!(sdk(client).list_buckets().send().await.is_err(), "not a member yet");
+    }
+    tunnel::members::save(r.dir.path(), &[newcomer.public()].into_iter().collect()).unwrap();
+    let mut admitted = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(client) = tunnel_client(&newcomer, &r).await
+            && sdk(client).list_buckets().send().await.is_ok()
+        {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "the running relay picked up the new member");
+}
