@@ -444,7 +444,7 @@ async fn odd_keys_round_trip_and_never_escape_the_store() {
     let store = r.dir.path().join("store");
     for f in r.files() {
         assert!(f.starts_with(r.dir.path()), "{f:?} escaped the data dir");
-        if f.starts_with(&store) {
+        if f.starts_with(&store) && f != store.join(".lock") {
             assert!(
                 f.starts_with(store.join("buckets").join("odd-keys")),
                 "unexpected file {f:?}"
@@ -485,4 +485,17 @@ async fn objects_and_metadata_survive_a_restart() {
     assert_eq!(out.body.collect().await.unwrap().to_vec(), blob(70_000, 9));
     let listed = r.client.list_objects_v2().bucket(&b).send().await.unwrap();
     assert_eq!(listed.key_count, Some(1));
+}
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_store_is_refused_not_let_in() {
+    let r = common::start().await;
+    r.put(&r.bucket("owned").await, "k", b"v".to_vec()).await;
+    let second = haven_relay::Relay::start(&common::config(&r.dir), &common::credentials()).await;
+    let err = second.err().expect("refused while the first relay runs");
+    assert!(format!("{err:#}").contains("already using the store"), "{err:#}");
+    assert_eq!(r.get("owned", "k").await, b"v", "the first relay is unharmed");
+    // Once the first one stops, the store opens again.
+    let r = r.restart().await;
+    assert_eq!(r.get("owned", "k").await, b"v");
 }

@@ -42,6 +42,8 @@ pub enum StoreError {
     Body(io::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("another haven-relay is already using the store at {0}")]
+    InUse(std::path::PathBuf),
     #[error("this relay stores nothing (started with --no-storage)")]
     NoStorage,
     #[error("storage I/O: {0}")]

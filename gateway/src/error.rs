@@ -44,6 +44,7 @@ pub fn to_s3(err: StoreError) -> S3Error {
             tracing::error!(%why, "stored data is corrupt");
             s3_error!(InternalError, "stored data failed an integrity check")
         }
+        StoreError::InUse(_) => s3_error!(InternalError, "the store is in use by another process"),
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage I/O failed");
             s3_error!(InternalError, "storage I/O failed")

@@ -41,10 +41,37 @@ struct StoredObject {
     parts: Vec<u32>,
 }
 
+/// How long `open` waits for a previous owner (a relay restarting in place) to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Takes the store's exclusive lock, waiting briefly for a previous owner to let go.
+async fn lock_store(root: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(root)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join(".lock"))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::InUse(root.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
 /// Local-disk [`Store`].
 pub struct FsStore {
     layout: Layout,
     buckets: RwLock<HashMap<String, Arc<Bucket>>>,
+    /// Held while the store is open: a second relay on the same directory would wipe this
+    /// one's staging files on start and then serve a stale index.
+    _lock: std::fs::File,
 }
 
 impl FsStore {
@@ -52,6 +79,7 @@ impl FsStore {
     /// blobs no object refers to, and rebuilds the listing index from the object files.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let layout = Layout::new(root.into());
+        let lock = lock_store(layout.root()).await?;
         let scan_layout = layout.clone();
         let buckets = tokio::task::spawn_blocking(move || bucket::load_all(&scan_layout))
             .await
@@ -64,6 +92,7 @@ impl FsStore {
         Ok(Self {
             layout,
             buckets: RwLock::new(buckets),
+            _lock: lock,
         })
     }
 
