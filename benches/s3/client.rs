@@ -15,7 +15,7 @@ use hyper_util::client::legacy::{Client as HyperClient, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::common::Error;
 
 #[derive(Clone)]
 pub struct Client {

@@ -11,17 +11,17 @@
 //! of the given markdown file.
 
 mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod report;
 mod servers;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use client::{Client, Error};
+use common::run_concurrent;
 use report::{Figures, Report};
 use servers::Server;
 
@@ -125,7 +125,7 @@ async fn run(options: Options) -> Result<(), Error> {
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(path) = &options.write {
-        report::write_section(path, &markdown)?;
+        common::write_section(path, "s3", &markdown)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -194,35 +194,6 @@ async fn upload_peak_rss(server: &Server, large: &Bytes) -> Result<u64, Error> {
     })
     .await?;
     server.peak_rss()
-}
-
-/// Runs `op(0..n)` with `concurrency` workers and returns the wall time of the whole batch.
-async fn run_concurrent<F, Fut>(n: usize, concurrency: usize, op: F) -> Result<Duration, Error>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), Error>> + Send + 'static,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (op, next) = (op.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return Ok::<(), Error>(());
-                    }
-                    op(i).await?;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await??;
-    }
-    Ok(started.elapsed())
 }
 
 fn expect_len(got: u64, want: usize) -> Result<(), Error> {

@@ -32,13 +32,7 @@ impl Server {
 
     /// Peak resident set size so far, in bytes (VmHWM).
     pub fn peak_rss(&self) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .ok_or("no VmHWM in /proc status")?;
-        let kib: u64 = line.split_whitespace().nth(1).ok_or("bad VmHWM line")?.parse()?;
-        Ok(kib * 1024)
+        crate::common::peak_rss(self.pid())
     }
 
     /// Resets the peak RSS counter so that the next phase is measured on its own.
