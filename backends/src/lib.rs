@@ -5,10 +5,13 @@
 //! wrappers (mirroring, quotas) will implement it too, so the gateway never knows which one it has.
 //! This crate knows nothing of HTTP or S3 wire formats.
 
+mod conditions;
 pub mod digest;
 mod error;
 pub mod fs;
+mod index;
 mod model;
+mod names;
 pub mod no_storage;
 pub mod rclone;
 mod store;

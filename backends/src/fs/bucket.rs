@@ -13,10 +13,11 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::StoredObject;
 use super::blob;
-use super::index::{Entry, Index};
-use super::layout::{Layout, check_bucket_name};
+use super::layout::Layout;
 use crate::error::{Result, StoreError};
+use crate::index::{Entry, Index};
 use crate::model::{BucketInfo, now_ms};
+use crate::names::check_bucket_name;
 
 /// Writes to different keys commit in parallel; writes to one key take turns.
 const KEY_LOCK_STRIPES: usize = 64;

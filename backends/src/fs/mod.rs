@@ -7,7 +7,6 @@
 
 mod blob;
 mod bucket;
-mod index;
 mod layout;
 mod multipart;
 
@@ -21,11 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use self::blob::Segment;
 use self::bucket::Bucket;
-use self::index::Entry;
-use self::layout::{Layout, check_bucket_name, check_key};
+use self::layout::Layout;
+use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digests;
 use crate::error::{Result, StoreError};
+use crate::index::Entry;
 use crate::model::*;
+use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
 
 /// What an object file's trailer holds.
@@ -142,7 +143,7 @@ impl FsStore {
             }
             let _key_lock = bucket.lock_key(&stored.meta.key).await;
             let current = bucket.index.read().expect("index lock").get(&stored.meta.key).cloned();
-            check_write_conditions(current.as_ref(), &opts)?;
+            check_write_conditions(current.as_ref().map(|e| e.etag.as_str()), &opts)?;
             let from = staged.path().to_owned();
             let to = target.clone();
             // A completed multipart upload's parts become the object's blob first; a crash
@@ -200,43 +201,8 @@ impl FsStore {
     }
 }
 
-fn verify_digests(digests: &Digests, opts: &PutOptions) -> Result<()> {
-    if let Some(md5) = &opts.content_md5
-        && crate::digest::base64_decode(md5).as_deref() != Some(&digests.md5[..])
-    {
-        return Err(StoreError::BadDigest);
-    }
-    for (algorithm, expected) in &opts.expected {
-        if digests.checksums.get(algorithm) != Some(expected) {
-            return Err(StoreError::ChecksumMismatch(algorithm.s3_name()));
-        }
-    }
-    Ok(())
-}
-
-fn check_write_conditions(current: Option<&Entry>, opts: &PutOptions) -> Result<()> {
-    if opts.if_none_match_any && current.is_some() {
-        return Err(StoreError::PreconditionFailed);
-    }
-    if let Some(want) = &opts.if_match {
-        match current {
-            Some(e) if e.etag == want.trim_matches('"') => {}
-            Some(_) => return Err(StoreError::PreconditionFailed),
-            None => return Err(StoreError::NoSuchKey),
-        }
-    }
-    Ok(())
-}
-
 async fn remove_blob_dir(dir: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-}
-
-fn unique_algorithms(opts: &PutOptions) -> Vec<ChecksumAlgorithm> {
-    let mut algos: Vec<_> = opts.compute.iter().chain(opts.expected.keys()).copied().collect();
-    algos.sort();
-    algos.dedup();
-    algos
 }
 
 #[async_trait::async_trait]
@@ -293,7 +259,7 @@ impl Store for FsStore {
 
     async fn get_bucket_doc(&self, bucket: &str, name: &str) -> Result<Option<Bytes>> {
         self.bucket(bucket)?;
-        layout::check_doc_name(name)?;
+        check_doc_name(name)?;
         match tokio::fs::read(self.layout.doc_file(bucket, name)).await {
             Ok(bytes) => Ok(Some(bytes.into())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -303,7 +269,7 @@ impl Store for FsStore {
 
     async fn put_bucket_doc(&self, bucket: &str, name: &str, doc: Option<Bytes>) -> Result<()> {
         let b = self.bucket(bucket)?;
-        layout::check_doc_name(name)?;
+        check_doc_name(name)?;
         let _gate = b.gate.read().await;
         let path = self.layout.doc_file(bucket, name);
         let tmp = self.layout.tmp_file();

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::StoredObject;
 use super::blob::{self, Segment, TmpGuard};
-use super::layout::{Layout, check_upload_id, part_file_name};
-use super::{StoredObject, unique_algorithms, verify_digests};
+use super::layout::{Layout, part_file_name};
+use crate::conditions::{unique_algorithms, verify_digests};
 use crate::digest::{composite_checksum, hex_decode, multipart_etag};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::names::check_upload_id;
 use crate::store::ByteStream;
 
 const UPLOAD_FILE: &str = "upload.json";

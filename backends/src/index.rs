@@ -1,6 +1,6 @@
 //! The in-memory, sorted listing index of one bucket.
 //!
-//! The object files are the source of truth; this index is rebuilt from them on start and
+//! The stored objects are the source of truth; a store rebuilds this index from them on start and
 //! updated under the per-key commit lock on every write. It makes a listing page cost
 //! O(log n + page size) whatever the bucket size, with no disk I/O.
 
