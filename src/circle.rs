@@ -1,7 +1,7 @@
 //! The circle this relay serves: the link the app gave it, remembered in the data dir so that
 //! a later `haven-relay run` resumes with no arguments, and the relay link it hands back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use tunnel::link::{CircleLink, RelayLink};
@@ -48,6 +48,6 @@ pub fn load_relay_link(data_dir: &Path) -> anyhow::Result<Option<RelayLink>> {
     }
 }
 
-fn write(file: &PathBuf, text: &str) -> anyhow::Result<()> {
+fn write(file: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(file, format!("{text}\n")).with_context(|| format!("writing {}", file.display()))
 }

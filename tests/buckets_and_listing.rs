@@ -20,15 +20,7 @@ async fn bucket_lifecycle_and_errors() {
     c.head_bucket().bucket("alpha").send().await.unwrap();
     let err = c.head_bucket().bucket("missing").send().await.unwrap_err();
     assert_eq!(status(&err), 404);
-    let names: Vec<_> = c
-        .list_buckets()
-        .send()
-        .await
-        .unwrap()
-        .buckets()
-        .iter()
-        .filter_map(|b| b.name().map(str::to_owned))
-        .collect();
+    let names = common::bucket_names(c).await;
     assert_eq!(names, ["alpha", "with.dots"]);
     let loc = c.get_bucket_location().bucket("alpha").send().await.unwrap();
     assert_eq!(loc.location_constraint().map_or("", |c| c.as_str()), "");

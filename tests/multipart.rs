@@ -3,44 +3,9 @@
 mod common;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use common::{TestRelay, blob, code, start};
+use common::{blob, code, start, upload_parts};
 
 const MIB: usize = 1024 * 1024;
-
-async fn upload_parts(r: &TestRelay, b: &str, key: &str, parts: &[Vec<u8>]) -> (String, Vec<CompletedPart>) {
-    let id = r
-        .client
-        .create_multipart_upload()
-        .bucket(b)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .upload_id
-        .unwrap();
-    let mut done = Vec::new();
-    for (i, data) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = r
-            .client
-            .upload_part()
-            .bucket(b)
-            .key(key)
-            .upload_id(&id)
-            .part_number(n)
-            .body(data.clone().into())
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag.unwrap())
-                .build(),
-        );
-    }
-    (id, done)
-}
 
 fn md5(data: &[u8]) -> [u8; 16] {
     let mut d = backends::digest::Digester::new(&[]);
@@ -53,7 +18,7 @@ async fn multipart_round_trip_with_aws_etag_and_part_reads() {
     let r = start().await;
     let b = r.bucket("mpu").await;
     let parts = vec![blob(5 * MIB, 1), blob(5 * MIB, 2), blob(MIB + 7, 3)];
-    let (id, done) = upload_parts(&r, &b, "big", &parts).await;
+    let (id, done) = upload_parts(&r.client, &b, "big", &parts).await;
     let listed = r
         .client
         .list_parts()
@@ -132,7 +97,7 @@ async fn multipart_round_trip_with_aws_etag_and_part_reads() {
 async fn complete_validates_parts() {
     let r = start().await;
     let b = r.bucket("mpu-bad").await;
-    let (id, done) = upload_parts(&r, &b, "k", &[blob(1000, 1), blob(1000, 2)]).await;
+    let (id, done) = upload_parts(&r.client, &b, "k", &[blob(1000, 1), blob(1000, 2)]).await;
     let complete = |parts: Vec<CompletedPart>| {
         r.client
             .complete_multipart_upload()
@@ -162,7 +127,7 @@ async fn complete_validates_parts() {
 async fn abort_and_unknown_upload_ids() {
     let r = start().await;
     let b = r.bucket("mpu-abort").await;
-    let (id, _) = upload_parts(&r, &b, "k", &[blob(100, 1)]).await;
+    let (id, _) = upload_parts(&r.client, &b, "k", &[blob(100, 1)]).await;
     r.client
         .abort_multipart_upload()
         .bucket(&b)

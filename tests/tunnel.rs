@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedMultipartUpload;
 use common::{TestRelay, blob};
 use tunnel::link::CircleId;
 use tunnel::{EndpointId, EndpointOptions, RelayChoice, SecretKey, TunnelClient};
@@ -74,39 +74,13 @@ async fn sdk_round_trip_with_a_64_mib_multipart_upload() {
 
     let part_size = 16 * 1024 * 1024;
     let whole = blob(4 * part_size, 21);
-    let upload = s3
-        .create_multipart_upload()
-        .bucket("circle")
-        .key("big")
-        .send()
-        .await
-        .unwrap();
-    let id = upload.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (i, chunk) in whole.chunks(part_size).enumerate() {
-        let n = i as i32 + 1;
-        let out = s3
-            .upload_part()
-            .bucket("circle")
-            .key("big")
-            .upload_id(id)
-            .part_number(n)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag().unwrap())
-                .build(),
-        );
-    }
+    let parts: Vec<Vec<u8>> = whole.chunks(part_size).map(<[u8]>::to_vec).collect();
+    let (id, parts) = common::upload_parts(&s3, "circle", "big", &parts).await;
     let done = s3
         .complete_multipart_upload()
         .bucket("circle")
         .key("big")
-        .upload_id(id)
+        .upload_id(&id)
         .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await
@@ -178,17 +152,7 @@ async fn a_member_removed_while_connected_loses_access() {
     }
     assert!(refused, "still served 4 s after removal");
     assert!(s3.create_bucket().bucket("after").send().await.is_err());
-    let names: Vec<_> = r
-        .client
-        .list_buckets()
-        .send()
-        .await
-        .unwrap()
-        .buckets()
-        .iter()
-        .map(|b| b.name().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["before"]);
+    assert_eq!(common::bucket_names(&r.client).await, ["before"]);
 }
 
 #[tokio::test]

@@ -101,11 +101,6 @@ impl RcloneServer {
         self.child.lock().await.id()
     }
 
-    /// How many times rclone has been restarted after dying.
-    pub fn restarts(&self) -> u64 {
-        *self.restarts.borrow()
-    }
-
     /// Waits until rclone has been restarted more than `count` times.
     pub async fn wait_restarted(&mut self, count: u64) {
         let _ = self.restarts.wait_for(|n| *n > count).await;
@@ -117,23 +112,6 @@ impl RcloneServer {
         let _ = self.supervisor.await;
         let _ = self.child.lock().await.kill().await;
     }
-}
-
-/// `rclone version`'s first line, for `doctor`.
-pub async fn version(binary: &PathBuf) -> Result<String, RcloneError> {
-    let out = Command::new(binary)
-        .arg("version")
-        .output()
-        .await
-        .map_err(|source| RcloneError::Spawn {
-            path: binary.clone(),
-            source,
-        })?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned())
 }
 
 async fn supervise(

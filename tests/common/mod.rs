@@ -149,3 +149,55 @@ pub fn blob(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Starts a multipart upload of `parts` (part numbers from 1) without completing it.
+pub async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> (String, Vec<aws_sdk_s3::types::CompletedPart>) {
+    let id = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id
+        .unwrap();
+    let mut done = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .body(data.clone().into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap())
+                .build(),
+        );
+    }
+    (id, done)
+}
+
+/// The names ListBuckets returns, in its order.
+pub async fn bucket_names(client: &Client) -> Vec<String> {
+    client
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect()
+}
