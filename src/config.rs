@@ -1,9 +1,12 @@
 //! One `RelayConfig`, filled from flags, environment variables and `relay.json` alike.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use backends::mirror::MirrorOptions;
+use backends::spec::{BackendSpec, ConnectOptions, S3Keys};
 use serde::Deserialize;
 
 /// Default plain-HTTP S3 address: loopback only, so nothing is exposed by accident.
@@ -19,6 +22,16 @@ pub struct RelayConfig {
     pub max_object_size: u64,
     /// A connection-only relay: no store is opened and S3 requests are refused.
     pub no_storage: bool,
+    /// Where objects go when storage is on.
+    pub storage: StorageConfig,
+}
+
+/// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
+#[derive(Debug, Clone, Default)]
+pub struct StorageConfig {
+    pub backends: Vec<BackendSpec>,
+    pub connect: ConnectOptions,
+    pub mirror: MirrorOptions,
 }
 
 impl RelayConfig {
@@ -30,6 +43,7 @@ impl RelayConfig {
             tunnel: None,
             max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
             no_storage: false,
+            storage: StorageConfig::default(),
         }
     }
 
@@ -51,6 +65,17 @@ pub struct ConfigFile {
     pub iroh_addr: Option<SocketAddr>,
     pub iroh_relay_ca: Option<PathBuf>,
     pub no_storage: Option<bool>,
+    /// Backend URIs, as for `--backend`.
+    pub backends: Option<Vec<String>>,
+    /// Named S3 key pairs that `s3://...&credentials=NAME` backends refer to.
+    pub s3_credentials: Option<HashMap<String, S3Keys>>,
+    /// `all` or `quorum:N`.
+    pub ack: Option<String>,
+    pub rclone_bin: Option<PathBuf>,
+    pub rclone_config: Option<PathBuf>,
+    /// Per attempt of one remote backend operation.
+    pub backend_timeout_secs: Option<u64>,
+    pub repair_interval_secs: Option<u64>,
 }
 
 impl ConfigFile {

@@ -4,6 +4,7 @@
 pub mod circle;
 pub mod config;
 pub mod credentials;
+pub mod storage;
 mod tunnel_port;
 
 use std::net::SocketAddr;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use backends::fs::FsStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -26,6 +26,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Relay {
     http: Option<HttpListener>,
     tunnel: Option<tunnel::TunnelServer>,
+    mirrors: Option<Arc<backends::mirror::MirrorStore>>,
 }
 
 struct HttpListener {
@@ -41,16 +42,7 @@ impl Relay {
             config.s3_addr.is_some() || config.tunnel.is_some(),
             "no transport selected: pass --link (the circle link from the app) and/or --s3"
         );
-        let store: Arc<dyn backends::Store> = if config.no_storage {
-            Arc::new(backends::no_storage::NoStorage)
-        } else {
-            let store_dir = config.store_dir();
-            Arc::new(
-                FsStore::open(&store_dir)
-                    .await
-                    .with_context(|| format!("opening store at {}", store_dir.display()))?,
-            )
-        };
+        let storage::OpenedStore { store, mirrors } = storage::open(config).await?;
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config
@@ -74,7 +66,7 @@ impl Relay {
             ),
             None => None,
         };
-        Ok(Relay { http, tunnel })
+        Ok(Relay { http, tunnel, mirrors })
     }
 
     /// Where the plain-HTTP S3 endpoint listens (the real port when 0 was asked for).
@@ -90,6 +82,11 @@ impl Relay {
     /// The tunnel's iroh endpoint, when the tunnel runs.
     pub fn tunnel_endpoint(&self) -> Option<&tunnel::Endpoint> {
         self.tunnel.as_ref().map(|t| t.endpoint())
+    }
+
+    /// Each mirror's state, when the relay runs a mirror set.
+    pub fn mirror_status(&self) -> Option<Vec<backends::mirror::MirrorStatus>> {
+        self.mirrors.as_ref().map(|m| m.status())
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by [`SHUTDOWN_GRACE`]).

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use backends::mirror::{AckPolicy, MirrorOptions};
+use backends::spec::{BackendSpec, ConnectOptions, S3Keys};
 use clap::{Args, Parser, Subcommand};
-use haven_relay::config::{ConfigFile, DEFAULT_S3_ADDR, default_data_dir};
+use haven_relay::config::{ConfigFile, DEFAULT_S3_ADDR, StorageConfig, default_data_dir};
 use haven_relay::{Relay, RelayConfig, circle, credentials};
 use tunnel::link::{CircleLink, RelayLink};
 use tunnel::{EndpointId, RelayChoice};
@@ -43,6 +45,102 @@ enum Command {
     },
     /// Forward a local TCP port to a relay over the tunnel, for standard S3 tools.
     Connect(ConnectArgs),
+    /// Round-trip a small blob through every configured backend and report on each.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct StorageArgs {
+    /// A storage backend, repeatable: fs:PATH, s3://BUCKET?endpoint=URL&region=R or
+    /// rclone:REMOTE:PATH. Several backends mirror each other. Default: <data-dir>/store.
+    #[arg(long = "backend", value_name = "URI")]
+    backends: Vec<BackendSpec>,
+    /// Short for --backend rclone:REMOTE:PATH, for a remote in your rclone.conf.
+    #[arg(long = "rclone-remote", value_name = "REMOTE:PATH")]
+    rclone_remotes: Vec<String>,
+    /// The rclone.conf to use (default: rclone's own).
+    #[arg(long, env = "HAVEN_RELAY_RCLONE_CONFIG")]
+    rclone_config: Option<PathBuf>,
+    /// The rclone binary (default: rclone on PATH).
+    #[arg(long, env = "HAVEN_RELAY_RCLONE_BIN")]
+    rclone_bin: Option<PathBuf>,
+    /// When a write to several backends is acknowledged: `all` (every healthy one) or
+    /// `quorum:N` (at least N).
+    #[arg(long)]
+    ack: Option<AckPolicy>,
+    /// Seconds one attempt of a remote backend operation may take.
+    #[arg(long)]
+    backend_timeout: Option<u64>,
+    /// A relay.json whose settings apply where no flag or variable is given.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    /// Flags first, then relay.json, then the defaults. S3 keys come only from the
+    /// environment and relay.json.
+    fn resolve(&self, file: &ConfigFile) -> anyhow::Result<StorageConfig> {
+        let mut backends = self.backends.clone();
+        for remote in &self.rclone_remotes {
+            backends.push(format!("rclone:{remote}").parse()?);
+        }
+        if backends.is_empty() {
+            for uri in file.backends.iter().flatten() {
+                backends.push(uri.parse().context("backends in the config file")?);
+            }
+        }
+        let mut connect = ConnectOptions::default();
+        if let Some(bin) = self.rclone_bin.clone().or(file.rclone_bin.clone()) {
+            connect.rclone_binary = bin;
+        }
+        connect.rclone_config = self.rclone_config.clone().or(file.rclone_config.clone());
+        connect.named_keys = file.s3_credentials.clone().unwrap_or_default();
+        connect.env_keys = match (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Ok(access_key_id), Ok(secret_access_key)) => Some(S3Keys {
+                access_key_id,
+                secret_access_key,
+            }),
+            _ => None,
+        };
+        if let Some(secs) = self.backend_timeout.or(file.backend_timeout_secs) {
+            connect.timeout = Duration::from_secs(secs.max(1));
+        }
+        let mut mirror = MirrorOptions::default();
+        match (&self.ack, &file.ack) {
+            (Some(ack), _) => mirror.ack = *ack,
+            (None, Some(text)) => {
+                mirror.ack = text
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!(e))
+                    .context("ack in the config file")?
+            }
+            (None, None) => {}
+        }
+        if let Some(secs) = file.repair_interval_secs {
+            mirror.repair_interval = Duration::from_secs(secs.max(1));
+        }
+        Ok(StorageConfig {
+            backends,
+            connect,
+            mirror,
+        })
+    }
+
+    fn file(&self) -> anyhow::Result<ConfigFile> {
+        match &self.config {
+            Some(path) => ConfigFile::load(path),
+            None => Ok(ConfigFile::default()),
+        }
+    }
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Subcommand)]
@@ -109,12 +207,11 @@ struct RunArgs {
     /// Largest object accepted, in bytes.
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     max_object_size: Option<u64>,
-    /// A relay.json whose settings apply where no flag or variable is given.
-    #[arg(long)]
-    config: Option<PathBuf>,
     /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
     #[arg(long)]
     no_storage: bool,
+    #[command(flatten)]
+    storage: StorageArgs,
     #[command(flatten)]
     tunnel: TunnelArgs,
 }
@@ -151,15 +248,77 @@ async fn main() -> anyhow::Result<()> {
         Command::Link => print_link(&data_dir),
         Command::Members { action } => members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
+        Command::Doctor(args) => doctor(data_dir, args).await,
     }
 }
 
-async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::load(path)?,
-        None => ConfigFile::default(),
-    };
+async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
+    let file = args.storage.file()?;
     let mut config = RelayConfig::new(file.data_dir.clone().unwrap_or(data_dir));
+    config.storage = args.storage.resolve(&file)?;
+    if config.storage.backends.is_empty() {
+        // The embedded store, seen as a blob directory would only confuse: check the disk.
+        let dir = config.store_dir();
+        let probe = dir.join(".doctor");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&probe, b"ok"))
+            .with_context(|| format!("writing to {}", dir.display()))?;
+        std::fs::remove_file(&probe)?;
+        println!(
+            "embedded store at {}: writable (no --backend configured)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let reports = haven_relay::storage::doctor(&config).await?;
+    let mut failed = 0;
+    for r in &reports {
+        println!("{}", r.label);
+        match &r.round_trip {
+            Ok(took) => println!(
+                "  reachable:        yes (round trip {:.1} ms)",
+                took.as_secs_f64() * 1000.0
+            ),
+            Err(why) => {
+                failed += 1;
+                println!("  reachable:        NO: {why}");
+            }
+        }
+        match r.stored {
+            Some((objects, bytes)) => println!("  stored:           {objects} blobs, {bytes} bytes"),
+            None => println!("  stored:           unknown"),
+        }
+        match r.pending_repairs {
+            Some(n) => println!("  pending repairs:  {n}"),
+            None => println!("  pending repairs:  unknown"),
+        }
+    }
+    if let Ok(version) = backends::rclone::version(&backends::rclone::RcloneOptions {
+        binary: config.storage.connect.rclone_binary.clone(),
+        config: None,
+        remote: String::new(),
+    })
+    .await
+        && config
+            .storage
+            .backends
+            .iter()
+            .any(|b| matches!(b, BackendSpec::Rclone { .. }))
+    {
+        println!("rclone: {version}");
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} backends failed the round trip",
+        reports.len()
+    );
+    Ok(())
+}
+
+async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
+    let file = args.storage.file()?;
+    let mut config = RelayConfig::new(file.data_dir.clone().unwrap_or(data_dir));
+    config.storage = args.storage.resolve(&file)?;
     let s3_addr = args
         .s3_addr
         .or(args.s3_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))))
@@ -190,8 +349,12 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     println!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
     if config.no_storage {
         println!("  data:         none (--no-storage: S3 requests are refused)");
-    } else {
+    } else if config.storage.backends.is_empty() {
         println!("  data:         {}", config.store_dir().display());
+    } else {
+        for backend in &config.storage.backends {
+            println!("  backend:      {backend}");
+        }
     }
     if let Some(endpoint) = relay.endpoint() {
         println!("  S3 endpoint:  {endpoint} (path-style, SigV4, region us-east-1)");

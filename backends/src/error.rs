@@ -46,6 +46,10 @@ pub enum StoreError {
     InUse(std::path::PathBuf),
     #[error("this relay stores nothing (started with --no-storage)")]
     NoStorage,
+    /// Not enough backends answered (a mirror set below its acknowledgement policy, a
+    /// timeout, a remote that refused us). Clients may retry.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
     #[error("storage I/O: {0}")]
     Io(#[from] io::Error),
 }

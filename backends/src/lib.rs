@@ -5,15 +5,18 @@
 //! wrappers (mirroring, quotas) will implement it too, so the gateway never knows which one it has.
 //! This crate knows nothing of HTTP or S3 wire formats.
 
+pub mod blobs;
 mod conditions;
 pub mod digest;
 mod error;
 pub mod fs;
 mod index;
+pub mod mirror;
 mod model;
 mod names;
 pub mod no_storage;
 pub mod rclone;
+pub mod spec;
 mod store;
 
 pub use error::{Result, StoreError};

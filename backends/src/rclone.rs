@@ -157,6 +157,50 @@ async fn supervise(
     }
 }
 
+/// Runs a one-shot rclone command (`mkdir`, `version`) and returns its stdout, or its last
+/// error line as the reason.
+async fn run_once(options: &RcloneOptions, args: &[&str], what: &str) -> Result<String, RcloneError> {
+    let mut command = Command::new(&options.binary);
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    if let Some(config) = &options.config {
+        command.arg("--config").arg(config);
+    }
+    let out = tokio::time::timeout(READY_TIMEOUT, command.output())
+        .await
+        .map_err(|_| RcloneError::Timeout(READY_TIMEOUT))?
+        .map_err(|source| RcloneError::Spawn {
+            path: options.binary.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(strip_timestamp)
+        .unwrap_or_else(|| format!("exited with {}", out.status));
+    Err(RcloneError::Failed {
+        remote: what.to_owned(),
+        reason,
+    })
+}
+
+/// `rclone mkdir REMOTE:PATH`: the folder that `serve s3` will present as a bucket.
+pub async fn mkdir(options: &RcloneOptions, remote_path: &str) -> Result<(), RcloneError> {
+    run_once(options, &["mkdir", remote_path], remote_path)
+        .await
+        .map(|_| ())
+}
+
+/// The first line of `rclone version` (`rclone v1.75.2`).
+pub async fn version(options: &RcloneOptions) -> Result<String, RcloneError> {
+    let out = run_once(options, &["version"], "version").await?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_owned())
+}
+
 /// Starts rclone and waits for its "Starting s3 server on [http://…]" line.
 async fn spawn_ready(
     options: &RcloneOptions,

@@ -45,6 +45,10 @@ pub fn to_s3(err: StoreError) -> S3Error {
             s3_error!(InternalError, "stored data failed an integrity check")
         }
         StoreError::InUse(_) => s3_error!(InternalError, "the store is in use by another process"),
+        StoreError::Unavailable(why) => {
+            tracing::warn!(%why, "storage backend unavailable");
+            s3_error!(ServiceUnavailable, "the storage backends are unavailable; retry later")
+        }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage I/O failed");
             s3_error!(InternalError, "storage I/O failed")

@@ -156,12 +156,17 @@ impl Writeback {
     }
 }
 
-fn write_trailer(file: &mut File, json: &[u8]) -> io::Result<()> {
+/// The bytes that follow a blob's body: its metadata, the metadata's length and the magic.
+pub(crate) fn encode_trailer(json: &[u8]) -> Vec<u8> {
     let mut trailer = Vec::with_capacity(json.len() + TRAILER_FIXED as usize);
     trailer.extend_from_slice(json);
     trailer.extend_from_slice(&(json.len() as u32).to_le_bytes());
     trailer.extend_from_slice(MAGIC);
-    file.write_all(&trailer)
+    trailer
+}
+
+fn write_trailer(file: &mut File, json: &[u8]) -> io::Result<()> {
+    file.write_all(&encode_trailer(json))
 }
 
 /// Writes a metadata-only blob (no body) durably at `path` (a staging path).

@@ -5,7 +5,7 @@
 //! bytes. This store writes `tmp → fdatasync → rename → fsync(dir)` with data and metadata in
 //! one file (see [`blob`]). docs/ARCHITECTURE.md has the full picture.
 
-mod blob;
+pub(crate) mod blob;
 mod bucket;
 mod layout;
 mod multipart;

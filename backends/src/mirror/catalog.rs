@@ -1,0 +1,433 @@
+//! The mirror set's catalog: the source of truth for buckets, bucket documents, and for every
+//! object its metadata, its blob id and which mirrors hold a copy.
+//!
+//! Kept in memory and persisted as an append-only journal of JSON lines
+//! (`<data-dir>/catalog/journal.jsonl`), fdatasync'ed before a change is acknowledged. On open
+//! the journal is replayed (a torn last line from a crash is cut off) and rewritten compactly
+//! when it has grown well past the live state. Listing therefore never depends on which
+//! mirror is up.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{base64, base64_decode};
+use crate::error::{Result, StoreError};
+use crate::fs::blob::{durable_rename, sync_dir};
+use crate::index::{Entry, Index};
+use crate::model::{BucketInfo, ObjectMeta};
+
+const JOURNAL: &str = "journal.jsonl";
+
+/// One change, as written to the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Record {
+    Bucket {
+        name: String,
+        created_ms: i64,
+    },
+    BucketGone {
+        name: String,
+    },
+    Doc {
+        bucket: String,
+        name: String,
+        /// Base64; `None` removes the document.
+        doc: Option<String>,
+    },
+    /// An object written (or overwritten): its blob and the mirrors that acknowledged it.
+    Object {
+        bucket: String,
+        blob: String,
+        holders: Vec<String>,
+        meta: Box<ObjectMeta>,
+    },
+    ObjectGone {
+        bucket: String,
+        key: String,
+    },
+    /// A mirror gained (repair) or lost (missing, corrupt) its copy of an object's blob.
+    Holder {
+        bucket: String,
+        key: String,
+        blob: String,
+        mirror: String,
+        has: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectRecord {
+    pub meta: ObjectMeta,
+    pub blob: String,
+    pub holders: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct BucketState {
+    pub created_ms: i64,
+    pub docs: BTreeMap<String, Bytes>,
+    pub index: Index,
+    pub objects: HashMap<String, ObjectRecord>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub buckets: BTreeMap<String, BucketState>,
+}
+
+impl State {
+    pub fn bucket(&self, name: &str) -> Result<&BucketState> {
+        self.buckets.get(name).ok_or(StoreError::NoSuchBucket)
+    }
+
+    pub fn bucket_info(&self, name: &str) -> Result<BucketInfo> {
+        let b = self.bucket(name)?;
+        Ok(BucketInfo {
+            name: name.to_owned(),
+            created: std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(b.created_ms.max(0) as u64),
+        })
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Result<&ObjectRecord> {
+        self.bucket(bucket)?.objects.get(key).ok_or(StoreError::NoSuchKey)
+    }
+
+    /// Every object, with its bucket.
+    pub fn objects(&self) -> impl Iterator<Item = (&str, &ObjectRecord)> {
+        self.buckets
+            .iter()
+            .flat_map(|(name, b)| b.objects.values().map(move |o| (name.as_str(), o)))
+    }
+
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Bucket { name, created_ms } => {
+                self.buckets.entry(name).or_default().created_ms = created_ms;
+            }
+            Record::BucketGone { name } => {
+                self.buckets.remove(&name);
+            }
+            Record::Doc { bucket, name, doc } => {
+                let Some(b) = self.buckets.get_mut(&bucket) else { return };
+                match doc.and_then(|d| base64_decode(&d)) {
+                    Some(bytes) => b.docs.insert(name, bytes.into()),
+                    None => b.docs.remove(&name),
+                };
+            }
+            Record::Object {
+                bucket,
+                blob,
+                holders,
+                meta,
+            } => {
+                let Some(b) = self.buckets.get_mut(&bucket) else { return };
+                b.index.insert(
+                    meta.key.clone(),
+                    Entry {
+                        size: meta.size,
+                        etag: meta.etag.clone(),
+                        last_modified_ms: meta.last_modified_ms,
+                        blob: Some(blob.clone()),
+                    },
+                );
+                let record = ObjectRecord {
+                    meta: *meta,
+                    blob,
+                    holders: holders.into_iter().collect(),
+                };
+                b.objects.insert(record.meta.key.clone(), record);
+            }
+            Record::ObjectGone { bucket, key } => {
+                let Some(b) = self.buckets.get_mut(&bucket) else { return };
+                b.index.remove(&key);
+                b.objects.remove(&key);
+            }
+            Record::Holder {
+                bucket,
+                key,
+                blob,
+                mirror,
+                has,
+            } => {
+                let Some(o) = self.buckets.get_mut(&bucket).and_then(|b| b.objects.get_mut(&key)) else {
+                    return;
+                };
+                if o.blob != blob {
+                    return; // the object was overwritten since; this copy no longer matters
+                }
+                if has {
+                    o.holders.insert(mirror);
+                } else {
+                    o.holders.remove(&mirror);
+                }
+            }
+        }
+    }
+
+    /// Records that rebuild this state from nothing.
+    fn snapshot(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (name, b) in &self.buckets {
+            out.push(Record::Bucket {
+                name: name.clone(),
+                created_ms: b.created_ms,
+            });
+            for (doc_name, doc) in &b.docs {
+                out.push(Record::Doc {
+                    bucket: name.clone(),
+                    name: doc_name.clone(),
+                    doc: Some(base64(doc)),
+                });
+            }
+            for o in b.objects.values() {
+                out.push(Record::Object {
+                    bucket: name.clone(),
+                    blob: o.blob.clone(),
+                    holders: o.holders.iter().cloned().collect(),
+                    meta: Box::new(o.meta.clone()),
+                });
+            }
+        }
+        out
+    }
+
+    fn live_records(&self) -> usize {
+        self.buckets.values().map(|b| 1 + b.docs.len() + b.objects.len()).sum()
+    }
+}
+
+pub(crate) struct Catalog {
+    state: RwLock<State>,
+    /// Serializes changes: check, append, fdatasync, apply.
+    journal: tokio::sync::Mutex<File>,
+}
+
+impl Catalog {
+    /// Replays (and if worthwhile compacts) the journal in `dir`. Blocking.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(JOURNAL);
+        let (state, records) = replay(&path, true)?;
+        if records > 2 * state.live_records() + 1024 {
+            rewrite(dir, &state.snapshot())?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            state: RwLock::new(state),
+            journal: tokio::sync::Mutex::new(file),
+        })
+    }
+
+    /// The state as the journal has it, without changing the journal: for looking at the
+    /// catalog of a relay that is running. Blocking.
+    pub fn peek(dir: &Path) -> Result<State> {
+        Ok(replay(&dir.join(JOURNAL), false)?.0)
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("catalog lock")
+    }
+
+    /// Makes a change durable, then visible. `decide` sees the current state, with every other
+    /// change held off, and returns the records to write (none: nothing to do) and a result.
+    /// Runs as its own task, so a client hanging up cannot leave journal and memory apart.
+    pub async fn change<T, F>(self: &Arc<Self>, decide: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State) -> Result<(Vec<Record>, T)> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let journal = this.journal.lock().await;
+            let (records, out) = decide(&this.read())?;
+            if records.is_empty() {
+                return Ok(out);
+            }
+            let mut lines = Vec::new();
+            for r in &records {
+                serde_json::to_writer(&mut lines, r).map_err(io::Error::other)?;
+                lines.push(b'\n');
+            }
+            let mut file = journal.try_clone()?;
+            tokio::task::spawn_blocking(move || {
+                file.write_all(&lines)?;
+                file.sync_data()
+            })
+            .await
+            .map_err(io::Error::other)??;
+            let mut state = this.state.write().expect("catalog lock");
+            for r in records {
+                state.apply(r);
+            }
+            drop(state);
+            drop(journal);
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+/// Reads the journal; a torn last line (crash mid-append) is cut off.
+fn replay(path: &Path, cut_torn_tail: bool) -> Result<(State, usize)> {
+    let mut state = State::default();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((state, 0)),
+        Err(e) => return Err(e.into()),
+    };
+    let total = file.metadata()?.len();
+    let mut reader = BufReader::new(file);
+    let (mut good, mut count) = (0u64, 0usize);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        match serde_json::from_slice::<Record>(&line) {
+            Ok(record) if complete => {
+                state.apply(record);
+                good += n as u64;
+                count += 1;
+            }
+            _ if good + n as u64 >= total => break, // the last line: torn by a crash
+            Err(e) => return Err(StoreError::Corrupt(format!("catalog journal line {}: {e}", count + 1))),
+            Ok(_) => unreachable!("an incomplete line is always the last"),
+        }
+    }
+    if good < total && cut_torn_tail {
+        tracing::warn!(
+            dropped = total - good,
+            "catalog journal ended mid-record; cut off the torn tail"
+        );
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(good)?;
+        file.sync_all()?;
+    }
+    Ok((state, count))
+}
+
+/// Replaces the journal with `records`, atomically.
+fn rewrite(dir: &Path, records: &[Record]) -> Result<()> {
+    let tmp: PathBuf = dir.join(format!("{JOURNAL}.tmp"));
+    let mut file = std::io::BufWriter::new(File::create(&tmp)?);
+    for r in records {
+        serde_json::to_writer(&mut file, r).map_err(io::Error::other)?;
+        file.write_all(b"\n")?;
+    }
+    let mut file = file.into_inner().map_err(|e| e.into_error())?;
+    file.flush()?;
+    file.rewind()?;
+    file.sync_data()?;
+    durable_rename(&tmp, &dir.join(JOURNAL))?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ObjectAttrs;
+
+    fn meta(key: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            size: 3,
+            etag: "abc".into(),
+            last_modified_ms: 1,
+            attrs: ObjectAttrs::default(),
+            checksums: Default::default(),
+            part_sizes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_survive_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let put = |key: &'static str| {
+            move |_: &State| {
+                Ok((
+                    vec![Record::Object {
+                        bucket: "b".into(),
+                        blob: format!("blob-{key}"),
+                        holders: vec!["m1".into()],
+                        meta: Box::new(meta(key)),
+                    }],
+                    (),
+                ))
+            }
+        };
+        catalog
+            .change(|_| {
+                Ok((
+                    vec![Record::Bucket {
+                        name: "b".into(),
+                        created_ms: 7,
+                    }],
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        catalog.change(put("k1")).await.unwrap();
+        catalog.change(put("k2")).await.unwrap();
+        drop(catalog);
+        // A crash in the middle of appending a third record.
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(JOURNAL)).unwrap();
+        f.write_all(br#"{"op":"object_gone","bucket":"b","ke"#).unwrap();
+        drop(f);
+
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let state = catalog.read();
+        assert_eq!(state.object("b", "k1").unwrap().blob, "blob-k1");
+        assert_eq!(state.object("b", "k2").unwrap().holders.len(), 1);
+        assert_eq!(state.bucket("b").unwrap().created_ms, 7);
+        drop(state);
+        let text = std::fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        assert!(text.ends_with("}\n"), "torn tail not cut: {text}");
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error_not_silent_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(JOURNAL),
+            "{\"op\":\"bucket\",\"name\":\"b\",\"created_ms\":1}\ngarbage\n{\"op\":\"bucket_gone\",\"name\":\"b\"}\n",
+        )
+        .unwrap();
+        assert!(matches!(Catalog::open(dir.path()), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn compaction_keeps_the_live_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = String::from("{\"op\":\"bucket\",\"name\":\"b\",\"created_ms\":1}\n");
+        for i in 0..3000 {
+            let m = serde_json::to_string(&Record::Object {
+                bucket: "b".into(),
+                blob: format!("x{i}"),
+                holders: vec!["m".into()],
+                meta: Box::new(meta("same-key")),
+            })
+            .unwrap();
+            lines.push_str(&m);
+            lines.push('\n');
+        }
+        std::fs::write(dir.path().join(JOURNAL), lines).unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        assert_eq!(catalog.read().object("b", "same-key").unwrap().blob, "x2999");
+        let compacted = std::fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        assert_eq!(compacted.lines().count(), 2);
+    }
+}

@@ -1,0 +1,952 @@
+//! Several blob backends behind one [`Store`]: writes go to all of them in parallel, reads
+//! try the fastest healthy copy and fall back, and a background task repairs what a mirror
+//! missed.
+//!
+//! The local [`catalog`] is the source of truth for buckets, keys, metadata and listings, so
+//! listing is the same whichever mirror is down; the mirrors hold only blobs named by random
+//! ids. Each blob is the object's bytes followed by a metadata trailer (the embedded store's
+//! format), so a mirror's contents describe themselves. Multipart parts are staged on local
+//! disk (an embedded [`FsStore`] under `<data-dir>/staging`) and streamed to the mirrors when
+//! the upload completes. docs/ARCHITECTURE.md has the full picture.
+
+mod catalog;
+mod fanout;
+mod health;
+mod repair;
+mod verify;
+
+use std::collections::{BTreeSet, HashSet};
+use std::io;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use self::catalog::{Catalog, Record, State};
+use self::fanout::Fanout;
+use self::health::Health;
+use self::verify::EtagCheck;
+use crate::blobs::{Blobs, blob_path};
+use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
+use crate::digest::Digester;
+use crate::error::{Result, StoreError};
+use crate::fs::FsStore;
+use crate::model::*;
+use crate::names::{check_bucket_name, check_doc_name, check_key};
+use crate::store::{ByteStream, Store};
+
+/// Whole-object reads up to this size are checked before the first byte goes out, so a
+/// corrupt copy falls back to the next mirror invisibly. Larger ones are checked as they
+/// stream: a mismatch cuts the response short (the client sees an incomplete body, never
+/// wrong bytes) and the copy is repaired before the retry.
+const VERIFY_BEFORE_SENDING: u64 = 1024 * 1024;
+
+/// When the mirror set may acknowledge a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckPolicy {
+    /// Every mirror that is up must have stored it (at least one). A mirror that fails during
+    /// the write is marked down and repaired later.
+    #[default]
+    All,
+    /// At least this many mirrors must have stored it.
+    Quorum(usize),
+}
+
+impl AckPolicy {
+    fn min_copies(self) -> usize {
+        match self {
+            AckPolicy::All => 1,
+            AckPolicy::Quorum(n) => n.max(1),
+        }
+    }
+}
+
+impl FromStr for AckPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(AckPolicy::All),
+            _ => s
+                .strip_prefix("quorum:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .map(AckPolicy::Quorum)
+                .ok_or_else(|| format!("`{s}` is not an acknowledgement policy: use `all` or `quorum:N`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MirrorOptions {
+    pub ack: AckPolicy,
+    /// How often the repair loop looks for work when nothing nudges it.
+    pub repair_interval: Duration,
+    /// How often each mirror is listed for blobs nothing refers to (left by deletes while it
+    /// was down, or by writes that failed part-way). Also done when a mirror comes back.
+    pub sweep_interval: Duration,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> Self {
+        Self {
+            ack: AckPolicy::All,
+            repair_interval: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// One backend of a mirror set.
+pub struct Mirror {
+    /// Stable name (`fs:/path`, `s3://bucket@endpoint`, `rclone:remote:path`): the catalog
+    /// records which labels hold each object, so a renamed backend counts as a new one.
+    label: String,
+    blobs: Arc<dyn Blobs>,
+    health: Health,
+    /// Whatever keeps the backend alive (the supervised rclone), dropped with the mirror.
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Mirror {
+    pub fn new(label: impl Into<String>, blobs: Arc<dyn Blobs>) -> Self {
+        Self {
+            label: label.into(),
+            blobs,
+            health: Health::default(),
+            _guard: None,
+        }
+    }
+
+    /// Keeps `guard` alive as long as the mirror.
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn Blobs> {
+        &self.blobs
+    }
+}
+
+/// What a mirror's blob trailer holds: enough to rebuild the catalog entry.
+#[derive(Serialize)]
+struct BlobTrailer<'a> {
+    v: u32,
+    bucket: &'a str,
+    #[serde(flatten)]
+    meta: &'a ObjectMeta,
+}
+
+fn blob_trailer(bucket: &str, meta: &ObjectMeta) -> Bytes {
+    let json = serde_json::to_vec(&BlobTrailer { v: 1, bucket, meta }).expect("metadata serializes");
+    crate::fs::blob::encode_trailer(&json).into()
+}
+
+/// Per mirror: what the catalog says it should hold.
+#[derive(Debug, Clone)]
+pub struct MirrorStatus {
+    pub label: String,
+    pub up: bool,
+    pub latency: Duration,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects this mirror is missing, to be copied by the repair loop.
+    pub pending_repairs: u64,
+}
+
+/// The mirror set as a [`Store`].
+pub struct MirrorStore {
+    inner: Arc<Inner>,
+    repair: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    mirrors: Vec<Mirror>,
+    catalog: Arc<Catalog>,
+    /// Multipart uploads in progress, on local disk.
+    staging: FsStore,
+    options: MirrorOptions,
+    /// Wakes the repair loop early (a copy found missing or corrupt).
+    nudge: Notify,
+    /// Blob ids being written and not yet in the catalog: not strays.
+    in_flight: Mutex<HashSet<String>>,
+    /// Serializes completing uploads of one key (they share a staging object).
+    completing: Mutex<HashSet<(String, String)>>,
+}
+
+impl MirrorStore {
+    /// Opens the catalog and staging area under `data_dir` and starts the repair loop.
+    pub async fn open(data_dir: &Path, mirrors: Vec<Mirror>, options: MirrorOptions) -> Result<Self> {
+        if mirrors.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "a mirror set needs at least one backend".into(),
+            ));
+        }
+        let labels: HashSet<_> = mirrors.iter().map(|m| m.label.as_str()).collect();
+        if labels.len() != mirrors.len() {
+            return Err(StoreError::InvalidArgument("the same backend is listed twice".into()));
+        }
+        // The staging store's lock also keeps a second relay off this catalog.
+        let staging = FsStore::open(data_dir.join("staging")).await?;
+        let catalog_dir = data_dir.join("catalog");
+        let catalog = tokio::task::spawn_blocking(move || Catalog::open(&catalog_dir))
+            .await
+            .map_err(io::Error::other)??;
+        let inner = Arc::new(Inner {
+            mirrors,
+            catalog: Arc::new(catalog),
+            staging,
+            options,
+            nudge: Notify::new(),
+            in_flight: Mutex::default(),
+            completing: Mutex::default(),
+        });
+        {
+            let state = inner.catalog.read();
+            let objects = state.objects().count();
+            tracing::info!(
+                mirrors = inner.mirrors.len(),
+                buckets = state.buckets.len(),
+                objects,
+                "mirror set opened"
+            );
+        }
+        let repair = tokio::spawn(repair::run(inner.clone()));
+        Ok(Self { inner, repair })
+    }
+
+    /// What each mirror holds and lacks, as far as the catalog knows.
+    pub fn status(&self) -> Vec<MirrorStatus> {
+        self.inner.status()
+    }
+
+    /// Objects each labelled backend lacks, from the catalog under `data_dir`, without opening
+    /// it (the relay may be running).
+    pub async fn pending_repairs(data_dir: &Path, labels: Vec<String>) -> Result<Vec<(String, u64)>> {
+        let dir = data_dir.join("catalog");
+        tokio::task::spawn_blocking(move || {
+            let state = Catalog::peek(&dir)?;
+            Ok(labels
+                .into_iter()
+                .map(|label| {
+                    let missing = state.objects().filter(|(_, o)| !o.holders.contains(&label)).count();
+                    (label, missing as u64)
+                })
+                .collect())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Wakes the repair loop now rather than at its next interval.
+    pub fn repair_soon(&self) {
+        self.inner.nudge.notify_one();
+    }
+}
+
+impl Drop for MirrorStore {
+    fn drop(&mut self) {
+        self.repair.abort();
+    }
+}
+
+impl Inner {
+    fn status(&self) -> Vec<MirrorStatus> {
+        let state = self.catalog.read();
+        self.mirrors
+            .iter()
+            .map(|m| {
+                let (mut objects, mut bytes, mut pending) = (0, 0, 0);
+                for (_, o) in state.objects() {
+                    if o.holders.contains(&m.label) {
+                        objects += 1;
+                        bytes += o.meta.size;
+                    } else {
+                        pending += 1;
+                    }
+                }
+                MirrorStatus {
+                    label: m.label.clone(),
+                    up: m.health.is_up(),
+                    latency: m.health.latency(),
+                    objects,
+                    bytes,
+                    pending_repairs: pending,
+                }
+            })
+            .collect()
+    }
+
+    fn mirror_index(&self, label: &str) -> Option<usize> {
+        self.mirrors.iter().position(|m| m.label == label)
+    }
+
+    fn mark_down(&self, i: usize, error: &StoreError) {
+        if self.mirrors[i].health.mark_down() {
+            tracing::warn!(mirror = %self.mirrors[i].label, %error, "mirror is down; skipping it until it answers again");
+        }
+    }
+
+    /// Mirrors to write to: the ones up, or all of them if none is (they may be back).
+    fn write_targets(&self) -> Vec<usize> {
+        let up: Vec<_> = (0..self.mirrors.len())
+            .filter(|&i| self.mirrors[i].health.is_up())
+            .collect();
+        if up.is_empty() {
+            (0..self.mirrors.len()).collect()
+        } else {
+            up
+        }
+    }
+
+    /// Holders to read from: up ones fastest first, then down ones as a last resort.
+    fn read_order(&self, holders: &BTreeSet<String>) -> Vec<usize> {
+        let mut order: Vec<usize> = holders.iter().filter_map(|h| self.mirror_index(h)).collect();
+        order.sort_by_key(|&i| {
+            let h = &self.mirrors[i].health;
+            (!h.is_up(), h.latency())
+        });
+        order
+    }
+
+    /// Opens a blob sink on every target mirror in parallel; failures mark mirrors down.
+    async fn open_fanout(&self, targets: &[usize], path: &str) -> Fanout {
+        let opened = futures::future::join_all(
+            targets
+                .iter()
+                .map(|&i| async move { (i, self.mirrors[i].blobs.create(path).await) }),
+        )
+        .await;
+        let mut sinks = Vec::new();
+        for (i, sink) in opened {
+            match sink {
+                Ok(sink) => sinks.push((i, sink)),
+                Err(e) => self.mark_down(i, &e),
+            }
+        }
+        Fanout::new(sinks)
+    }
+
+    /// Which mirrors committed; marks the failed ones down.
+    fn committed(&self, outcomes: Vec<(usize, Result<()>)>) -> Vec<usize> {
+        outcomes
+            .into_iter()
+            .filter_map(|(i, outcome)| match outcome {
+                Ok(()) => Some(i),
+                Err(e) => {
+                    self.mark_down(i, &e);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn enough_copies(&self, stored: &[usize]) -> Result<()> {
+        let need = self.options.ack.min_copies();
+        if stored.len() < need {
+            return Err(StoreError::Unavailable(format!(
+                "stored on {} of {} mirrors, {need} required",
+                stored.len(),
+                self.mirrors.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob from the given mirrors in the background; what fails is swept later.
+    fn forget_blob(self: &Arc<Self>, blob: String, mirrors: Vec<usize>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let path = blob_path(&blob);
+            for i in mirrors {
+                if let Err(e) = this.mirrors[i].blobs.delete(&path).await {
+                    tracing::debug!(mirror = %this.mirrors[i].label, error = %e, "deleting an old blob failed; the sweep will retry");
+                }
+            }
+        });
+    }
+
+    fn holders_of(&self, labels: &BTreeSet<String>) -> Vec<usize> {
+        labels.iter().filter_map(|l| self.mirror_index(l)).collect()
+    }
+
+    /// Records that mirror `i` does not have a good copy, and wakes the repair loop.
+    fn copy_lost(self: &Arc<Self>, bucket: &str, key: &str, blob: &str, i: usize, why: &str) {
+        tracing::warn!(mirror = %self.mirrors[i].label, why, "a mirror's copy is bad; repairing it");
+        let record = Record::Holder {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            blob: blob.to_owned(),
+            mirror: self.mirrors[i].label.clone(),
+            has: false,
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.catalog.change(move |_| Ok((vec![record], ()))).await;
+            this.nudge.notify_one();
+        });
+    }
+
+    /// Streams `body` to every target mirror as blob `blob`, then commits the object to the
+    /// catalog if `accept` (the digest and condition checks) and the ack policy allow.
+    async fn write_object(
+        self: &Arc<Self>,
+        bucket: &str,
+        blob: &str,
+        mut body: ByteStream,
+        mut digester: Digester,
+        finish_meta: impl FnOnce(Digester) -> Result<ObjectMeta>,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let path = blob_path(blob);
+        let mut fanout = self.open_fanout(&self.write_targets(), &path).await;
+        if fanout.live() == 0 {
+            return Err(StoreError::Unavailable("no mirror accepted the write".into()));
+        }
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    fanout.finish(false, None).await;
+                    return Err(StoreError::Body(e));
+                }
+            };
+            digester.update(&chunk);
+            fanout.send(chunk).await;
+        }
+        let meta = match finish_meta(digester) {
+            Ok(meta) => meta,
+            Err(e) => {
+                fanout.finish(false, None).await;
+                return Err(e);
+            }
+        };
+        let outcomes = fanout.finish(true, Some(blob_trailer(bucket, &meta))).await;
+        let stored = self.committed(outcomes);
+        if let Err(e) = self.enough_copies(&stored) {
+            self.forget_blob(blob.to_owned(), stored);
+            return Err(e);
+        }
+        self.commit_object(bucket, blob, meta, stored, opts).await
+    }
+
+    /// Makes a blob already on the mirrors the object at its key, checking the write
+    /// conditions against the catalog at that moment.
+    async fn commit_object(
+        self: &Arc<Self>,
+        bucket: &str,
+        blob: &str,
+        meta: ObjectMeta,
+        stored: Vec<usize>,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let holders: Vec<String> = stored.iter().map(|&i| self.mirrors[i].label.clone()).collect();
+        let record = Record::Object {
+            bucket: bucket.to_owned(),
+            blob: blob.to_owned(),
+            holders,
+            meta: Box::new(meta.clone()),
+        };
+        let (b, key) = (bucket.to_owned(), meta.key.clone());
+        let committed = self
+            .catalog
+            .change(move |state: &State| {
+                let current = state.bucket(&b)?.objects.get(&key);
+                check_write_conditions(current.map(|o| o.meta.etag.as_str()), &opts)?;
+                let replaced = current.map(|o| (o.blob.clone(), o.holders.clone()));
+                Ok((vec![record], replaced))
+            })
+            .await;
+        match committed {
+            Ok(replaced) => {
+                if let Some((old, holders)) = replaced {
+                    self.forget_blob(old, self.holders_of(&holders));
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                self.forget_blob(blob.to_owned(), stored);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads a whole small object from mirror `i` and checks it.
+    async fn read_verified(&self, i: usize, meta: &ObjectMeta, path: &str) -> Result<Option<Bytes>> {
+        let mut stream = self.mirrors[i].blobs.read(path, 0..meta.size).await?;
+        let mut buf = BytesMut::with_capacity(meta.size as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+            if buf.len() as u64 > meta.size {
+                break;
+            }
+        }
+        let mut check = EtagCheck::new(meta);
+        check.update(&buf);
+        Ok(check.matches().then(|| buf.freeze()))
+    }
+
+    /// Opens a stream on mirror `i` and waits for its first chunk, so a missing or
+    /// unreachable copy can still fall back to the next mirror.
+    async fn open_stream(&self, i: usize, path: &str, span: std::ops::Range<u64>) -> Result<ByteStream> {
+        let mut stream = self.mirrors[i].blobs.read(path, span).await?;
+        match stream.next().await {
+            None => Ok(Box::pin(futures::stream::empty())),
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchKey),
+            Some(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Some(Ok(first)) => Ok(Box::pin(futures::stream::once(async { Ok(first) }).chain(stream))),
+        }
+    }
+}
+
+/// Wraps a whole-object stream: checks the ETag as it goes and, on a mismatch, fails the
+/// last chunk instead of delivering it, and reports the bad copy.
+fn verifying(body: ByteStream, meta: &ObjectMeta, on_bad: impl FnOnce() + Send + Sync + 'static) -> ByteStream {
+    struct Verify<F> {
+        body: ByteStream,
+        check: Option<EtagCheck>,
+        held: Option<Bytes>,
+        on_bad: Option<F>,
+    }
+    let state = Verify {
+        body,
+        check: Some(EtagCheck::new(meta)),
+        held: None,
+        on_bad: Some(on_bad),
+    };
+    // One chunk is held back so that the end of the stream can still be refused.
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        loop {
+            match s.body.next().await {
+                Some(Ok(chunk)) => {
+                    if let Some(check) = &mut s.check {
+                        check.update(&chunk);
+                    }
+                    if let Some(prev) = s.held.replace(chunk) {
+                        return Some((Ok(prev), s));
+                    }
+                }
+                Some(Err(e)) => {
+                    s.check = None;
+                    s.held = None;
+                    return Some((Err(e), s));
+                }
+                None => {
+                    let check = s.check.take()?;
+                    if check.matches() {
+                        return s.held.take().map(|last| (Ok(last), s));
+                    }
+                    s.held = None;
+                    if let Some(report) = s.on_bad.take() {
+                        report();
+                    }
+                    let e = io::Error::new(io::ErrorKind::InvalidData, "the stored copy failed its integrity check");
+                    return Some((Err(e), s));
+                }
+            }
+        }
+    }))
+}
+
+fn bucket_missing_is(err: StoreError, instead: StoreError) -> StoreError {
+    match err {
+        StoreError::NoSuchBucket => instead,
+        other => other,
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MirrorStore {
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        check_bucket_name(bucket)?;
+        let name = bucket.to_owned();
+        self.inner
+            .catalog
+            .change(move |state| {
+                if state.buckets.contains_key(&name) {
+                    return Err(StoreError::BucketAlreadyExists);
+                }
+                Ok((
+                    vec![Record::Bucket {
+                        name,
+                        created_ms: now_ms(),
+                    }],
+                    (),
+                ))
+            })
+            .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        check_bucket_name(bucket).map_err(|_| StoreError::NoSuchBucket)?;
+        let name = bucket.to_owned();
+        self.inner
+            .catalog
+            .change(move |state| {
+                if !state.bucket(&name)?.objects.is_empty() {
+                    return Err(StoreError::BucketNotEmpty);
+                }
+                Ok((vec![Record::BucketGone { name }], ()))
+            })
+            .await?;
+        // Pending uploads go with the bucket.
+        let staging = &self.inner.staging;
+        if let Ok(uploads) = staging.list_multipart_uploads(bucket, "").await {
+            for u in uploads {
+                let _ = staging.abort_multipart(bucket, &u.key, &u.upload_id).await;
+            }
+        }
+        let _ = staging.delete_bucket(bucket).await;
+        Ok(())
+    }
+
+    async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo> {
+        self.inner.catalog.read().bucket_info(bucket)
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let state = self.inner.catalog.read();
+        state.buckets.keys().map(|name| state.bucket_info(name)).collect()
+    }
+
+    async fn get_bucket_doc(&self, bucket: &str, name: &str) -> Result<Option<Bytes>> {
+        check_doc_name(name)?;
+        Ok(self.inner.catalog.read().bucket(bucket)?.docs.get(name).cloned())
+    }
+
+    async fn put_bucket_doc(&self, bucket: &str, name: &str, doc: Option<Bytes>) -> Result<()> {
+        check_doc_name(name)?;
+        let (bucket, name) = (bucket.to_owned(), name.to_owned());
+        self.inner
+            .catalog
+            .change(move |state| {
+                state.bucket(&bucket)?;
+                let doc = doc.map(|d| crate::digest::base64(&d));
+                Ok((vec![Record::Doc { bucket, name, doc }], ()))
+            })
+            .await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        attrs: ObjectAttrs,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        check_key(key)?;
+        {
+            let state = self.inner.catalog.read();
+            let b = state.bucket(bucket)?;
+            if opts.if_none_match_any && b.objects.contains_key(key) {
+                return Err(StoreError::PreconditionFailed); // early refusal; re-checked at commit
+            }
+        }
+        let blob = uuid::Uuid::new_v4().simple().to_string();
+        let _in_flight = InFlight::new(&self.inner, &blob);
+        let algorithms = unique_algorithms(&opts);
+        let checks = opts.clone();
+        let key = key.to_owned();
+        self.inner
+            .write_object(
+                bucket,
+                &blob,
+                body,
+                Digester::new(&algorithms),
+                move |digester| {
+                    let digests = digester.finish();
+                    verify_digests(&digests, &checks)?;
+                    Ok(ObjectMeta {
+                        key,
+                        size: digests.len,
+                        etag: digests.etag(),
+                        last_modified_ms: now_ms(),
+                        attrs,
+                        checksums: digests.checksums,
+                        part_sizes: Vec::new(),
+                    })
+                },
+                opts,
+            )
+            .await
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<GetResult> {
+        let record = self.inner.catalog.read().object(bucket, key)?.clone();
+        let meta = record.meta;
+        let size = meta.size;
+        let span = match range {
+            Some(r) => r.resolve(size).ok_or(StoreError::InvalidRange { size })?,
+            None => 0..size,
+        };
+        let whole = span == (0..size);
+        let path = blob_path(&record.blob);
+        let order = self.inner.read_order(&record.holders);
+        if order.is_empty() {
+            tracing::error!("an object has no copy on any configured mirror");
+            return Err(StoreError::Unavailable("no configured mirror holds this object".into()));
+        }
+        let mut last_error = None;
+        for i in order {
+            let started = Instant::now();
+            let body = if whole && size <= VERIFY_BEFORE_SENDING {
+                match self.inner.read_verified(i, &meta, &path).await {
+                    Ok(Some(bytes)) => Ok(Box::pin(futures::stream::once(async { Ok(bytes) })) as ByteStream),
+                    Ok(None) => {
+                        self.inner.copy_lost(bucket, key, &record.blob, i, "corrupt");
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.inner.open_stream(i, &path, span.clone()).await
+            };
+            match body {
+                Ok(body) => {
+                    self.inner.mirrors[i].health.record_latency(started.elapsed());
+                    let body = if whole && size > VERIFY_BEFORE_SENDING {
+                        let (inner, b, k, blob) = (
+                            self.inner.clone(),
+                            bucket.to_owned(),
+                            key.to_owned(),
+                            record.blob.clone(),
+                        );
+                        verifying(body, &meta, move || inner.copy_lost(&b, &k, &blob, i, "corrupt"))
+                    } else {
+                        body
+                    };
+                    return Ok(GetResult { meta, span, body });
+                }
+                Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => {
+                    self.inner.copy_lost(bucket, key, &record.blob, i, "missing");
+                }
+                Err(e) => {
+                    self.inner.mark_down(i, &e);
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("no mirror returned a good copy".into())))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        Ok(self.inner.catalog.read().object(bucket, key)?.meta.clone())
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        check_key(key)?;
+        let (b, k) = (bucket.to_owned(), key.to_owned());
+        let gone = self
+            .inner
+            .catalog
+            .change(move |state| {
+                let Some(o) = state.bucket(&b)?.objects.get(&k) else {
+                    return Ok((vec![], None));
+                };
+                let old = (o.blob.clone(), o.holders.clone());
+                Ok((vec![Record::ObjectGone { bucket: b, key: k }], Some(old)))
+            })
+            .await?;
+        if let Some((blob, holders)) = gone {
+            self.inner.forget_blob(blob, self.inner.holders_of(&holders));
+        }
+        Ok(())
+    }
+
+    async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        Ok(self.inner.catalog.read().bucket(bucket)?.index.list(query))
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        attrs: ObjectAttrs,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String> {
+        self.inner.catalog.read().bucket(bucket)?;
+        check_key(key)?;
+        match self.inner.staging.create_bucket(bucket).await {
+            Ok(()) | Err(StoreError::BucketAlreadyExists) => {}
+            Err(e) => return Err(e),
+        }
+        self.inner.staging.create_multipart(bucket, key, attrs, checksum).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartMeta> {
+        self.inner.catalog.read().bucket(bucket)?;
+        self.inner
+            .staging
+            .upload_part(bucket, key, upload_id, part_number, body, opts)
+            .await
+            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
+    }
+
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo> {
+        self.inner.catalog.read().bucket(bucket)?;
+        self.inner
+            .staging
+            .list_parts(bucket, key, upload_id)
+            .await
+            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        {
+            let state = self.inner.catalog.read();
+            let current = state.bucket(bucket)?.objects.get(key);
+            check_write_conditions(current.map(|o| o.meta.etag.as_str()), &opts)?;
+        }
+        let _one_at_a_time = Completing::wait(&self.inner, bucket, key).await;
+        let staging = &self.inner.staging;
+        let meta = staging
+            .complete_multipart(bucket, key, upload_id, parts, PutOptions::default())
+            .await
+            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?;
+        let staged = staging.get_object(bucket, key, None).await?;
+        let blob = uuid::Uuid::new_v4().simple().to_string();
+        let _in_flight = InFlight::new(&self.inner, &blob);
+        // The bytes come from our own disk; checking them against the ETag just computed
+        // costs one MD5 pass and catches a disk that returned something else.
+        let check = std::sync::Arc::new(Mutex::new(Some(EtagCheck::new(&meta))));
+        let counted = {
+            let check = check.clone();
+            Box::pin(staged.body.map(move |chunk| {
+                if let (Ok(c), Some(check)) = (&chunk, check.lock().expect("check lock").as_mut()) {
+                    check.update(c);
+                }
+                chunk
+            })) as ByteStream
+        };
+        let expected = meta.clone();
+        let result = self
+            .inner
+            .write_object(
+                bucket,
+                &blob,
+                counted,
+                Digester::new(&[]),
+                move |_| {
+                    let check = check.lock().expect("check lock").take().expect("checked once");
+                    if check.matches() {
+                        Ok(expected)
+                    } else {
+                        Err(StoreError::Corrupt(
+                            "staged parts changed before they reached the mirrors".into(),
+                        ))
+                    }
+                },
+                opts,
+            )
+            .await;
+        let _ = staging.delete_object(bucket, key).await;
+        result
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.inner.catalog.read().bucket(bucket)?;
+        self.inner
+            .staging
+            .abort_multipart(bucket, key, upload_id)
+            .await
+            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
+    }
+
+    async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
+        self.inner.catalog.read().bucket(bucket)?;
+        match self.inner.staging.list_multipart_uploads(bucket, prefix).await {
+            Err(StoreError::NoSuchBucket) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
+
+/// Marks a blob id as being written for as long as it lives.
+struct InFlight {
+    inner: Arc<Inner>,
+    blob: String,
+}
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>, blob: &str) -> Self {
+        inner.in_flight.lock().expect("in-flight lock").insert(blob.to_owned());
+        Self {
+            inner: inner.clone(),
+            blob: blob.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner.in_flight.lock().expect("in-flight lock").remove(&self.blob);
+    }
+}
+
+/// Held while an upload of one key completes.
+struct Completing {
+    inner: Weak<Inner>,
+    key: (String, String),
+}
+
+impl Completing {
+    async fn wait(inner: &Arc<Inner>, bucket: &str, key: &str) -> Self {
+        let key = (bucket.to_owned(), key.to_owned());
+        loop {
+            if inner.completing.lock().expect("completing lock").insert(key.clone()) {
+                return Self {
+                    inner: Arc::downgrade(inner),
+                    key,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Completing {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.completing.lock().expect("completing lock").remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckPolicy;
+
+    #[test]
+    fn ack_policies_parse() {
+        assert_eq!("all".parse::<AckPolicy>(), Ok(AckPolicy::All));
+        assert_eq!("quorum:2".parse::<AckPolicy>(), Ok(AckPolicy::Quorum(2)));
+        for bad in ["quorum:0", "quorum:", "most", "quorum:x"] {
+            assert!(bad.parse::<AckPolicy>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Opening the configured storage, and `haven-relay doctor`'s look at every backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use backends::mirror::{Mirror, MirrorStore};
+use backends::{Store, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::config::{RelayConfig, StorageConfig};
+
+/// The store behind the gateway, and the mirror set when there is one.
+pub(crate) struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub mirrors: Option<Arc<MirrorStore>>,
+}
+
+pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
+    if config.no_storage {
+        return Ok(OpenedStore {
+            store: Arc::new(backends::no_storage::NoStorage),
+            mirrors: None,
+        });
+    }
+    if config.storage.backends.is_empty() {
+        let dir = config.store_dir();
+        let store = backends::fs::FsStore::open(&dir)
+            .await
+            .with_context(|| format!("opening store at {}", dir.display()))?;
+        return Ok(OpenedStore {
+            store: Arc::new(store),
+            mirrors: None,
+        });
+    }
+    let mirrors = connect_all(&config.storage).await?;
+    let set = MirrorStore::open(&config.data_dir, mirrors, config.storage.mirror.clone())
+        .await
+        .with_context(|| format!("opening the mirror set's catalog in {}", config.data_dir.display()))?;
+    let set = Arc::new(set);
+    Ok(OpenedStore {
+        store: set.clone(),
+        mirrors: Some(set),
+    })
+}
+
+/// Connects every configured backend, in order; the first that cannot start stops the relay
+/// with its reason (a typo in a remote name should not look like an outage).
+pub async fn connect_all(storage: &StorageConfig) -> anyhow::Result<Vec<Mirror>> {
+    let mut mirrors = Vec::with_capacity(storage.backends.len());
+    for spec in &storage.backends {
+        let mirror = backends::spec::connect(spec, &storage.connect).await?;
+        tracing::info!(backend = %mirror.label(), "backend ready");
+        mirrors.push(mirror);
+    }
+    Ok(mirrors)
+}
+
+/// One backend as `doctor` found it.
+#[derive(Debug)]
+pub struct DoctorReport {
+    pub label: String,
+    /// The round trip's time, or why it failed.
+    pub round_trip: Result<Duration, String>,
+    /// Blobs and bytes found on the backend.
+    pub stored: Option<(u64, u64)>,
+    /// From the catalog: objects this backend still lacks.
+    pub pending_repairs: Option<u64>,
+}
+
+/// Writes, reads back, checks and deletes a small blob on every backend, and counts what each
+/// holds. Works next to a running relay: it opens no store and takes no lock.
+pub async fn doctor(config: &RelayConfig) -> anyhow::Result<Vec<DoctorReport>> {
+    let mirrors = connect_all(&config.storage).await?;
+    let labels = mirrors.iter().map(|m| m.label().to_owned()).collect();
+    let pending = MirrorStore::pending_repairs(&config.data_dir, labels).await?;
+    let mut reports = Vec::new();
+    for mirror in &mirrors {
+        let round_trip = round_trip(mirror).await.map_err(|e| e.to_string());
+        let stored = match &round_trip {
+            Ok(_) => mirror
+                .blobs()
+                .list("blobs/")
+                .await
+                .ok()
+                .map(|all| (all.len() as u64, all.iter().map(|b| b.size).sum())),
+            Err(_) => None,
+        };
+        let pending_repairs = pending
+            .iter()
+            .find(|(label, _)| label == mirror.label())
+            .map(|(_, n)| *n);
+        reports.push(DoctorReport {
+            label: mirror.label().to_owned(),
+            round_trip,
+            stored,
+            pending_repairs,
+        });
+    }
+    Ok(reports)
+}
+
+async fn round_trip(mirror: &Mirror) -> Result<Duration, StoreError> {
+    let path = format!("doctor/{}", uuid_like());
+    let payload = Bytes::from(format!("haven-relay doctor {path}"));
+    let started = Instant::now();
+    let blobs = mirror.blobs();
+    let mut sink = blobs.create(&path).await?;
+    sink.write(payload.clone()).await?;
+    sink.commit().await?;
+    let mut read = Vec::new();
+    let mut stream = blobs.read(&path, 0..payload.len() as u64).await?;
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk?);
+    }
+    blobs.delete(&path).await?;
+    if read != payload {
+        return Err(StoreError::Corrupt("read back different bytes".into()));
+    }
+    Ok(started.elapsed())
+}
+
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("system randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
