@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod stand_ins;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials as AwsCredentials, Region};

@@ -63,7 +63,7 @@ fn init_http() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        opendal::install_default();
+        opendal_http_transport_reqwest::install_default();
     });
 }
 

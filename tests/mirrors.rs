@@ -1,0 +1,433 @@
+//! The mirror set end to end: real S3 clients against the relay, real S3 servers behind it
+//! (in-process s3s-fs, `rclone serve s3`), real directories, and real faults — a stopped
+//! server, a corrupted file, a socket that never answers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use backends::mirror::AckPolicy;
+use backends::spec::BackendSpec;
+use common::stand_ins::{self, BUCKET, S3sFs, blob_files, s3_spec, stand_in_keys};
+use common::{TestRelay, blob, code};
+use haven_relay::RelayConfig;
+
+/// Short timeouts and a fast repair loop, so faults show up within a test's patience.
+fn mirrored(config: &mut RelayConfig, backends: Vec<BackendSpec>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    config.storage.backends = backends;
+    config.storage.connect.timeout = Duration::from_secs(2);
+    config.storage.connect.retries = 1;
+    config.storage.connect.rclone_binary = stand_ins::rclone_binary();
+    config.storage.mirror.repair_interval = Duration::from_millis(200);
+    for name in ["b", "c"] {
+        config.storage.connect.named_keys.insert(name.into(), stand_in_keys());
+    }
+}
+
+/// Waits until the relay reports every mirror up with nothing left to repair.
+async fn converged(relay: &TestRelay) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = relay.relay.mirror_status().unwrap();
+        if status.iter().all(|m| m.up && m.pending_repairs == 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "repair did not converge: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until each directory holds exactly the same blob files, byte for byte.
+async fn identical(dirs: &[std::path::PathBuf], expected_blobs: usize) -> BTreeMap<String, Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all: Vec<_> = dirs.iter().map(|d| blob_files(d)).collect();
+        if all.iter().all(|m| m == &all[0]) && all[0].len() == expected_blobs {
+            return all.into_iter().next().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirrors differ: {:?}",
+            all.iter().map(|m| m.len()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn list_keys(relay: &TestRelay, bucket: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = relay
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .max_keys(7)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_owned()));
+        match out.next_continuation_token {
+            Some(t) => token = Some(t),
+            None => return keys,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_mirrors_lose_nothing_while_one_is_down_and_repair_converges() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
+    let s3s = S3sFs::start(&b, "127.0.0.1:0".parse().unwrap()).await;
+    let rclone = stand_ins::rclone_s3(&c).await;
+    let backends = vec![
+        BackendSpec::Fs(a.clone()),
+        s3_spec(&s3s.endpoint(), "b"),
+        s3_spec(&rclone.endpoint(), "c"),
+    ];
+    let mut relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        let (ak, sk) = rclone.credentials();
+        cfg.storage.connect.named_keys.insert(
+            "c".into(),
+            backends::spec::S3Keys {
+                access_key_id: ak.into(),
+                secret_access_key: sk.into(),
+            },
+        );
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+
+    let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..12u64 {
+        let body = blob(if i % 4 == 0 { 1_500_000 } else { 10_000 + i as usize }, i);
+        relay.put(&bucket, &format!("before/{i}"), body.clone()).await;
+        expected.insert(format!("before/{i}"), body);
+    }
+    // A multipart object, staged locally and streamed to the mirrors on completion.
+    let parts = vec![blob(5 * 1024 * 1024, 100), blob(1_000_000, 101)];
+    let (id, done) = common::upload_parts(&relay.client, &bucket, "before/multipart", &parts).await;
+    relay
+        .client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("before/multipart")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    expected.insert("before/multipart".into(), parts.concat());
+    converged(&relay).await;
+    let dirs = [a.clone(), b.join(BUCKET), c.join(BUCKET)];
+    identical(&dirs, expected.len()).await;
+
+    // Mirror b goes away for a whole mixed workload.
+    let b_addr = s3s.stop().await;
+    for i in 0..40u64 {
+        let key = format!("during/{}", i % 25);
+        match i % 5 {
+            0 | 1 | 2 => {
+                let body = blob(2_000 + i as usize * 31, 1000 + i);
+                relay.put(&bucket, &key, body.clone()).await;
+                expected.insert(key, body);
+            }
+            3 => {
+                let victim = format!("before/{}", i % 12);
+                relay
+                    .client
+                    .delete_object()
+                    .bucket(&bucket)
+                    .key(&victim)
+                    .send()
+                    .await
+                    .unwrap();
+                expected.remove(&victim);
+            }
+            _ => {}
+        }
+        // Every read of every acknowledged object is served, with the right bytes.
+        if i % 10 == 9 {
+            for (key, body) in &expected {
+                assert_eq!(&relay.get(&bucket, key).await, body, "{key} while b is down");
+            }
+        }
+    }
+    assert_eq!(
+        list_keys(&relay, &bucket).await,
+        expected.keys().cloned().collect::<Vec<_>>()
+    );
+    let status = relay.relay.mirror_status().unwrap();
+    assert!(!status[1].up && status[1].pending_repairs > 0, "{status:?}");
+
+    // The relay restarts while b is still down: the repair debt is in the catalog.
+    relay = relay.restart().await;
+    assert_eq!(
+        list_keys(&relay, &bucket).await,
+        expected.keys().cloned().collect::<Vec<_>>()
+    );
+    let s3s = S3sFs::start(&b, b_addr).await;
+    converged(&relay).await;
+    let blobs = identical(&dirs, expected.len()).await;
+    // Bodies on the mirrors are exactly what the clients sent (plus the metadata trailer).
+    let mut bodies: Vec<_> = expected.values().collect();
+    bodies.sort_by_key(|b| b.len());
+    for (_, stored) in blobs {
+        assert!(
+            expected.values().any(|b| stored.starts_with(b)),
+            "a blob that matches no object"
+        );
+    }
+    for (key, body) in &expected {
+        assert_eq!(&relay.get(&bucket, key).await, body, "{key} after repair");
+    }
+    drop(s3s);
+}
+
+#[tokio::test]
+async fn a_corrupt_copy_is_never_served_and_is_repaired() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let relay =
+        common::start_with(|cfg| mirrored(cfg, vec![BackendSpec::Fs(a.clone()), BackendSpec::Fs(b.clone())])).await;
+    let bucket = relay.bucket("circle").await;
+    let small = blob(4_000, 1);
+    let large = blob(3 * 1024 * 1024, 2);
+    relay.put(&bucket, "small", small.clone()).await;
+    relay.put(&bucket, "large", large.clone()).await;
+    let good = identical(&[a.clone(), b.clone()], 2).await;
+
+    // Flip one byte in the body of every copy on mirror a (the first one read).
+    for rel in good.keys() {
+        let path = a.join("blobs").join(rel);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1000] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    // Small objects are checked before the first byte is sent: the good copy comes back.
+    assert_eq!(relay.get(&bucket, "small").await, small);
+    // Large ones are checked as they stream: never wrong bytes, at worst a cut-short body.
+    let first = relay
+        .client
+        .get_object()
+        .bucket(&bucket)
+        .key("large")
+        .send()
+        .await
+        .unwrap();
+    if let Ok(bytes) = first.body.collect().await {
+        assert_eq!(bytes.to_vec(), large, "a corrupt copy was served");
+    }
+    // Both bad copies are repaired from mirror b.
+    identical(&[a.clone(), b.clone()], 2).await;
+    assert_eq!(blob_files(&a), good);
+    assert_eq!(relay.get(&bucket, "large").await, large);
+}
+
+#[tokio::test]
+async fn a_backend_that_hangs_costs_a_timeout_not_a_stuck_request() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let (hung, _server) = stand_ins::hung_server().await;
+    let backends = vec![BackendSpec::Fs(a.clone()), s3_spec(&format!("http://{hung}"), "b")];
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        cfg.storage.connect.timeout = Duration::from_secs(1);
+        cfg.storage.connect.retries = 0;
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+    let started = Instant::now();
+    relay.put(&bucket, "k", b"sealed".to_vec()).await;
+    assert_eq!(relay.get(&bucket, "k").await, b"sealed");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let status = relay.relay.mirror_status().unwrap();
+    assert!(status[0].up && !status[1].up, "{status:?}");
+    assert_eq!(status[1].pending_repairs, 1);
+}
+
+#[tokio::test]
+async fn a_quorum_that_cannot_be_met_refuses_the_write_and_keeps_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let (hung, _server) = stand_ins::hung_server().await;
+    let backends = vec![BackendSpec::Fs(a.clone()), s3_spec(&format!("http://{hung}"), "b")];
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        cfg.storage.connect.timeout = Duration::from_secs(1);
+        cfg.storage.connect.retries = 0;
+        cfg.storage.mirror.ack = AckPolicy::Quorum(2);
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+    let err = relay
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("k")
+        .body(b"sealed".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "ServiceUnavailable");
+    assert!(list_keys(&relay, &bucket).await.is_empty());
+    // The copy that did reach mirror a is removed again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !blob_files(&a).is_empty() {
+        assert!(Instant::now() < deadline, "the refused write left a blob behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Metadata, checksums, ranges, multipart and listing through each kind of backend alone.
+async fn round_trip_suite(relay: &TestRelay) {
+    let bucket = relay.bucket("circle").await;
+    let body = blob(70_000, 9);
+    relay
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("dir/../odd key ü")
+        .content_type("application/x-sealed")
+        .cache_control("no-store")
+        .metadata("sender", "alice")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let head = relay
+        .client
+        .head_object()
+        .bucket(&bucket)
+        .key("dir/../odd key ü")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/x-sealed"));
+    assert_eq!(head.cache_control(), Some("no-store"));
+    assert_eq!(
+        head.metadata().unwrap().get("sender").map(String::as_str),
+        Some("alice")
+    );
+    assert!(head.checksum_sha256().is_some());
+    let ranged = relay
+        .client
+        .get_object()
+        .bucket(&bucket)
+        .key("dir/../odd key ü")
+        .range("bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.body.collect().await.unwrap().to_vec(), body[100..200]);
+    let parts = vec![blob(5 * 1024 * 1024, 10), blob(10, 11)];
+    let (id, done) = common::upload_parts(&relay.client, &bucket, "big", &parts).await;
+    let out = relay
+        .client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(out.e_tag().unwrap().ends_with("-2\""), "{:?}", out.e_tag());
+    assert_eq!(relay.get(&bucket, "big").await, parts.concat());
+    assert_eq!(list_keys(relay, &bucket).await, vec!["big", "dir/../odd key ü"]);
+    relay
+        .client
+        .delete_object()
+        .bucket(&bucket)
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list_keys(relay, &bucket).await, vec!["dir/../odd key ü"]);
+}
+
+/// No file a backend holds is named after, or under a directory named after, a key.
+fn no_key_in_paths(dir: &std::path::Path) {
+    for (rel, _) in blob_files(dir) {
+        assert!(!rel.contains("odd") && !rel.contains("big"), "{rel}");
+    }
+}
+
+#[tokio::test]
+async fn an_s3_bucket_backend_round_trips_everything() {
+    let work = tempfile::tempdir().unwrap();
+    let s3s = S3sFs::start(&work.path().join("b"), "127.0.0.1:0".parse().unwrap()).await;
+    let spec = s3_spec(&s3s.endpoint(), "b");
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![spec])).await;
+    round_trip_suite(&relay).await;
+    no_key_in_paths(&work.path().join("b").join(BUCKET));
+    // The catalog outlives the relay: same objects after a restart.
+    let relay = relay.restart().await;
+    assert_eq!(list_keys(&relay, "circle").await, vec!["dir/../odd key ü"]);
+}
+
+#[tokio::test]
+async fn an_rclone_remote_from_rclone_conf_round_trips_everything() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let conf = work.path().join("rclone.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[disk]\ntype = local\n\n[friends]\ntype = alias\nremote = disk:{}\n",
+            disk.display()
+        ),
+    )
+    .unwrap();
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, vec!["rclone:friends:haven/circle".parse().unwrap()]);
+        cfg.storage.connect.rclone_config = Some(conf.clone());
+    })
+    .await;
+    round_trip_suite(&relay).await;
+    let stored = disk.join("haven").join("circle");
+    assert_eq!(
+        blob_files(&stored).len(),
+        1,
+        "the object's blob is in the remote's folder"
+    );
+    no_key_in_paths(&stored);
+}
+
+#[tokio::test]
+async fn a_missing_rclone_remote_stops_the_relay_with_rclones_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("rclone.conf");
+    std::fs::write(&conf, "[disk]\ntype = local\n").unwrap();
+    let mut config = common::config(&tempfile::tempdir().unwrap());
+    mirrored(&mut config, vec!["rclone:nosuchremote:haven".parse().unwrap()]);
+    config.storage.connect.rclone_config = Some(conf);
+    let err = haven_relay::Relay::start(&config, &common::credentials())
+        .await
+        .err()
+        .expect("a missing remote must not start");
+    let text = format!("{err:#}");
+    assert!(text.contains("nosuchremote"), "{text}");
+}
