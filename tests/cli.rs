@@ -264,3 +264,78 @@ fn malformed_links_get_a_one_line_error() {
         assert!(!err.contains("panicked"), "{link}: {err}");
     }
 }
+
+#[test]
+fn doctor_reports_every_backend_and_never_prints_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let conf = dir.path().join("rclone.conf");
+    std::fs::write(&conf, format!("[friends]\ntype = alias\nremote = {}\n", disk.display())).unwrap();
+    // A port nothing listens on: an S3 backend that is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--backend-timeout", "2", "--data-dir"])
+        .arg(dir.path())
+        .arg("--backend")
+        .arg(format!("fs:{}", dir.path().join("mirror").display()))
+        .args(["--rclone-remote", "friends:haven", "--rclone-config"])
+        .arg(&conf)
+        .arg("--rclone-bin")
+        .arg(std::env::var("HAVEN_RELAY_RCLONE").expect("run the tests with `bash tests/run.sh`"))
+        .arg("--backend")
+        .arg(format!("s3://bucket?endpoint=http://{dead}"))
+        .env("AWS_ACCESS_KEY_ID", "DOCTORKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "doctor-super-secret-value")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a dead backend fails the doctor: {stdout}");
+    let sections: Vec<&str> = stdout.split("\n").collect();
+    let section = |label: &str| -> String {
+        let start = sections
+            .iter()
+            .position(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {stdout}"));
+        sections[start..(start + 4).min(sections.len())].join("\n")
+    };
+    assert!(section("fs:").contains("reachable:        yes"), "{stdout}");
+    assert!(
+        section("rclone:friends:haven").contains("reachable:        yes"),
+        "{stdout}"
+    );
+    assert!(section("s3://bucket@").contains("reachable:        NO"), "{stdout}");
+    assert!(section("fs:").contains("pending repairs:  0"), "{stdout}");
+    assert!(stdout.contains("rclone: rclone v"), "{stdout}");
+    assert!(disk.join("haven").is_dir(), "the rclone folder was created");
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("doctor-super-secret-value"),
+            "a secret was printed: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_backend_uri_gets_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (uri, why) in [
+        ("s3://b?secret_access_key=x", "keys do not belong"),
+        ("ftp://x", "expected fs:PATH"),
+        ("rclone:nofolder", "REMOTE:PATH"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["run", "--s3", "--backend", uri, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{uri}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{uri}: {err}");
+        assert!(!err.contains("panicked"), "{uri}: {err}");
+    }
+}
