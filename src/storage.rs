@@ -72,12 +72,26 @@ pub struct DoctorReport {
 /// Writes, reads back, checks and deletes a small blob on every backend, and counts what each
 /// holds. Works next to a running relay: it opens no store and takes no lock.
 pub async fn doctor(config: &RelayConfig) -> anyhow::Result<Vec<DoctorReport>> {
-    let mirrors = connect_all(&config.storage).await?;
-    let labels = mirrors.iter().map(|m| m.label().to_owned()).collect();
+    let labels = config.storage.backends.iter().map(|b| b.label()).collect();
     let pending = MirrorStore::pending_repairs(&config.data_dir, labels).await?;
     let mut reports = Vec::new();
-    for mirror in &mirrors {
-        let round_trip = round_trip(mirror).await.map_err(|e| e.to_string());
+    for spec in &config.storage.backends {
+        let label = spec.label();
+        let pending_repairs = pending.iter().find(|(l, _)| *l == label).map(|(_, n)| *n);
+        // A backend that cannot even start (bad keys, missing remote) is reported, not fatal.
+        let mirror = match backends::spec::connect(spec, &config.storage.connect).await {
+            Ok(mirror) => mirror,
+            Err(e) => {
+                reports.push(DoctorReport {
+                    label,
+                    round_trip: Err(e.to_string()),
+                    stored: None,
+                    pending_repairs,
+                });
+                continue;
+            }
+        };
+        let round_trip = round_trip(&mirror).await.map_err(|e| e.to_string());
         let stored = match &round_trip {
             Ok(_) => mirror
                 .blobs()
@@ -87,12 +101,8 @@ pub async fn doctor(config: &RelayConfig) -> anyhow::Result<Vec<DoctorReport>> {
                 .map(|all| (all.len() as u64, all.iter().map(|b| b.size).sum())),
             Err(_) => None,
         };
-        let pending_repairs = pending
-            .iter()
-            .find(|(label, _)| label == mirror.label())
-            .map(|(_, n)| *n);
         reports.push(DoctorReport {
-            label: mirror.label().to_owned(),
+            label,
             round_trip,
             stored,
             pending_repairs,
