@@ -50,9 +50,16 @@ impl Drop for Server {
 }
 
 pub fn start_haven_relay(dir: &Path) -> Result<Server, Error> {
+    start_haven_relay_with(dir, &[], &[])
+}
+
+/// haven-relay with extra `run` arguments (backends) and environment variables.
+pub fn start_haven_relay_with(dir: &Path, args: &[String], envs: &[(&str, &str)]) -> Result<Server, Error> {
     let child = Command::new(env!("CARGO_BIN_EXE_haven-relay"))
         .args(["run", "--s3", "--s3-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(args)
+        .envs(envs.iter().copied())
         .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
         .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
         .env("RUST_LOG", "warn")
@@ -72,8 +79,14 @@ pub fn start_s3s_fs(dir: &Path) -> Result<Server, Error> {
 }
 
 pub fn start_rclone(rclone: &Path, dir: &Path) -> Result<Server, Error> {
+    start_rclone_with(rclone, dir, &[])
+}
+
+/// `rclone serve s3` with extra flags (such as `--bwlimit`).
+pub fn start_rclone_with(rclone: &Path, dir: &Path, extra: &[&str]) -> Result<Server, Error> {
     let child = Command::new(rclone)
         .args(["serve", "s3", "--addr", "127.0.0.1:0"])
+        .args(extra)
         .arg(dir)
         // rclone parses list flags from the environment as CSV: quote the pair.
         .env("RCLONE_AUTH_KEY", format!("\"{ACCESS_KEY},{SECRET_KEY}\""))

@@ -8,11 +8,11 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 
 use super::{BlobEntry, BlobSink, Blobs};
 use crate::error::{Result, StoreError};
-use crate::fs::blob::{Segment, durable_rename, read_segments};
+use crate::fs::blob::{Segment, Writeback, durable_rename, read_segments};
 use crate::store::ByteStream;
 
 pub struct LocalBlobs {
@@ -39,10 +39,31 @@ impl LocalBlobs {
     }
 }
 
+/// Writes run on the blocking pool with the chunk moved in, not copied into a buffer.
 struct LocalSink {
-    file: tokio::fs::File,
+    file: Option<(std::fs::File, Writeback)>,
     tmp: crate::fs::blob::TmpGuard,
     target: PathBuf,
+}
+
+impl LocalSink {
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut std::fs::File, &mut Writeback) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (mut file, mut writeback) = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob sink already failed"))?;
+        let (file, writeback, out) = tokio::task::spawn_blocking(move || {
+            let out = op(&mut file, &mut writeback);
+            (file, writeback, out)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        self.file = Some((file, writeback));
+        Ok(out?)
+    }
 }
 
 #[async_trait::async_trait]
@@ -50,9 +71,9 @@ impl Blobs for LocalBlobs {
     async fn create(&self, path: &str) -> Result<Box<dyn BlobSink>> {
         let target = self.file(path)?;
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::File::create(&tmp).await?;
+        let file = std::fs::File::create(&tmp)?;
         Ok(Box::new(LocalSink {
-            file,
+            file: Some((file, Writeback::default())),
             tmp: crate::fs::blob::TmpGuard::new(tmp),
             target,
         }))
@@ -128,12 +149,16 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<BlobEntry>) -> io::Result<()> 
 #[async_trait::async_trait]
 impl BlobSink for LocalSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        Ok(self.file.write_all(&chunk).await?)
+        self.blocking(move |file, writeback| {
+            file.write_all(&chunk)?;
+            writeback.wrote(file, chunk.len() as u64);
+            Ok(())
+        })
+        .await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.file.flush().await?;
-        self.file.sync_data().await?;
+        self.blocking(|file, _| file.sync_data()).await?;
         let LocalSink { tmp, target, .. } = *self;
         let from = tmp.path().to_owned();
         tokio::task::spawn_blocking(move || durable_rename(&from, &target))

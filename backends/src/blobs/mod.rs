@@ -46,6 +46,11 @@ pub trait Blobs: Send + Sync + 'static {
     async fn create(&self, path: &str) -> Result<Box<dyn BlobSink>>;
     /// Streams `range` of the blob.
     async fn read(&self, path: &str, range: Range<u64>) -> Result<ByteStream>;
+    /// Like [`Blobs::read`] but without the backend's own retries: for when another mirror
+    /// can serve the read, so a dead backend costs one failed attempt, not a retry schedule.
+    async fn read_once(&self, path: &str, range: Range<u64>) -> Result<ByteStream> {
+        self.read(path, range).await
+    }
     /// Idempotent: deleting a missing blob succeeds.
     async fn delete(&self, path: &str) -> Result<()>;
     /// Every blob under `prefix` (a directory such as `blobs/`).

@@ -55,6 +55,8 @@ impl fmt::Debug for S3Settings {
 
 pub struct S3Blobs {
     op: Operator,
+    /// The same without the retry layer, for reads another mirror can take over.
+    once: Operator,
 }
 
 /// OpenDAL's HTTP transport and rustls' crypto provider, installed once per process. The
@@ -82,21 +84,21 @@ impl S3Blobs {
         if !settings.path_style {
             builder = builder.enable_virtual_host_style();
         }
-        let op = Operator::new(builder)
+        let once = Operator::new(builder)
             .map_err(|e| StoreError::InvalidArgument(format!("S3 backend settings: {e}")))?
             .layer(
                 TimeoutLayer::new()
                     .with_timeout(settings.timeout)
                     .with_io_timeout(settings.timeout),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(settings.retries)
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_jitter(),
             );
-        Ok(Self { op })
+        let op = once.clone().layer(
+            RetryLayer::new()
+                .with_max_times(settings.retries)
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_jitter(),
+        );
+        Ok(Self { op, once })
     }
 }
 
@@ -105,6 +107,30 @@ fn to_store_error(e: opendal::Error) -> StoreError {
         opendal::ErrorKind::NotFound => StoreError::NoSuchKey,
         _ => StoreError::Unavailable(e.to_string()),
     }
+}
+
+async fn read_with(op: &Operator, path: &str, range: Range<u64>) -> Result<ByteStream> {
+    if range.is_empty() {
+        // A zero-length range is not expressible as an HTTP Range; make sure it exists.
+        op.stat(path).await.map_err(to_store_error)?;
+        return Ok(Box::pin(futures::stream::empty()));
+    }
+    let reader = op.reader(path).await.map_err(to_store_error)?;
+    let mut stream = reader.into_bytes_stream(range).await.map_err(to_store_error)?;
+    // OpenDAL's stream is not `Sync`; a small channel makes it so and keeps at most two
+    // chunks in memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
 }
 
 struct S3Sink {
@@ -121,27 +147,11 @@ impl Blobs for S3Blobs {
     }
 
     async fn read(&self, path: &str, range: Range<u64>) -> Result<ByteStream> {
-        if range.is_empty() {
-            // A zero-length range is not expressible as an HTTP Range; make sure it exists.
-            self.op.stat(path).await.map_err(to_store_error)?;
-            return Ok(Box::pin(futures::stream::empty()));
-        }
-        let reader = self.op.reader(path).await.map_err(to_store_error)?;
-        let mut stream = reader.into_bytes_stream(range).await.map_err(to_store_error)?;
-        // OpenDAL's stream is not `Sync`; a small channel makes it so and keeps at most two
-        // chunks in memory.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+        read_with(&self.op, path, range).await
+    }
+
+    async fn read_once(&self, path: &str, range: Range<u64>) -> Result<ByteStream> {
+        read_with(&self.once, path, range).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {

@@ -123,7 +123,7 @@ impl Staged {
 /// Starts writeback of a large body while it is still arriving, so that the fdatasync
 /// before the acknowledgement only waits for the tail instead of the whole object.
 #[derive(Default)]
-struct Writeback {
+pub(crate) struct Writeback {
     written: u64,
     flushed: u64,
 }
@@ -132,7 +132,7 @@ impl Writeback {
     const STEP: u64 = 8 * 1024 * 1024;
 
     #[cfg(target_os = "linux")]
-    fn wrote(&mut self, file: &File, len: u64) {
+    pub(crate) fn wrote(&mut self, file: &File, len: u64) {
         use std::os::fd::AsRawFd;
         self.written += len;
         if self.written - self.flushed >= Self::STEP {
@@ -151,7 +151,7 @@ impl Writeback {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn wrote(&mut self, _file: &File, len: u64) {
+    pub(crate) fn wrote(&mut self, _file: &File, len: u64) {
         self.written += len;
     }
 }

@@ -480,9 +480,19 @@ impl Inner {
         }
     }
 
+    /// The last mirror to try gets the backend's retries; earlier ones fail over at once.
+    async fn read_from(&self, i: usize, path: &str, span: std::ops::Range<u64>, last: bool) -> Result<ByteStream> {
+        let blobs = &self.mirrors[i].blobs;
+        if last {
+            blobs.read(path, span).await
+        } else {
+            blobs.read_once(path, span).await
+        }
+    }
+
     /// Reads a whole small object from mirror `i` and checks it.
-    async fn read_verified(&self, i: usize, meta: &ObjectMeta, path: &str) -> Result<Option<Bytes>> {
-        let mut stream = self.mirrors[i].blobs.read(path, 0..meta.size).await?;
+    async fn read_verified(&self, i: usize, meta: &ObjectMeta, path: &str, last: bool) -> Result<Option<Bytes>> {
+        let mut stream = self.read_from(i, path, 0..meta.size, last).await?;
         let mut buf = BytesMut::with_capacity(meta.size as usize);
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk?);
@@ -497,8 +507,8 @@ impl Inner {
 
     /// Opens a stream on mirror `i` and waits for its first chunk, so a missing or
     /// unreachable copy can still fall back to the next mirror.
-    async fn open_stream(&self, i: usize, path: &str, span: std::ops::Range<u64>) -> Result<ByteStream> {
-        let mut stream = self.mirrors[i].blobs.read(path, span).await?;
+    async fn open_stream(&self, i: usize, path: &str, span: std::ops::Range<u64>, last: bool) -> Result<ByteStream> {
+        let mut stream = self.read_from(i, path, span, last).await?;
         match stream.next().await {
             None => Ok(Box::pin(futures::stream::empty())),
             Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchKey),
@@ -697,10 +707,12 @@ impl Store for MirrorStore {
             return Err(StoreError::Unavailable("no configured mirror holds this object".into()));
         }
         let mut last_error = None;
-        for i in order {
+        let count = order.len();
+        for (n, i) in order.into_iter().enumerate() {
+            let last = n + 1 == count;
             let started = Instant::now();
             let body = if whole && size <= VERIFY_BEFORE_SENDING {
-                match self.inner.read_verified(i, &meta, &path).await {
+                match self.inner.read_verified(i, &meta, &path, last).await {
                     Ok(Some(bytes)) => Ok(Box::pin(futures::stream::once(async { Ok(bytes) })) as ByteStream),
                     Ok(None) => {
                         self.inner.copy_lost(bucket, key, &record.blob, i, "corrupt");
@@ -709,7 +721,7 @@ impl Store for MirrorStore {
                     Err(e) => Err(e),
                 }
             } else {
-                self.inner.open_stream(i, &path, span.clone()).await
+                self.inner.open_stream(i, &path, span.clone(), last).await
             };
             match body {
                 Ok(body) => {
