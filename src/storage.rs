@@ -34,6 +34,14 @@ pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
             mirrors: None,
         });
     }
+    let embedded = config.store_dir().join("buckets");
+    if std::fs::read_dir(&embedded).is_ok_and(|mut d| d.next().is_some()) {
+        tracing::warn!(
+            store = %config.store_dir().display(),
+            "the embedded store holds buckets that the mirror set does not serve; \
+             copy them across with an S3 tool (see README, 'Not built yet')"
+        );
+    }
     let mirrors = connect_all(&config.storage).await?;
     let set = MirrorStore::open(&config.data_dir, mirrors, config.storage.mirror.clone())
         .await
