@@ -429,3 +429,100 @@ async fn a_missing_rclone_remote_stops_the_relay_with_rclones_reason() {
     let text = format!("{err:#}");
     assert!(text.contains("nosuchremote"), "{text}");
 }
+
+#[tokio::test]
+async fn a_lost_data_dir_is_rebuilt_from_the_mirrors() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let s3s = S3sFs::start(&work.path().join("b"), "127.0.0.1:0".parse().unwrap()).await;
+    let backends = vec![BackendSpec::Fs(a.clone()), s3_spec(&s3s.endpoint(), "b")];
+    let first = common::start_with(|cfg| mirrored(cfg, backends.clone())).await;
+    let bucket = first.bucket("circle").await;
+    first
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("with/meta")
+        .content_type("application/x-sealed")
+        .metadata("sender", "alice")
+        .body(blob(5_000, 1).into())
+        .send()
+        .await
+        .unwrap();
+    first.put(&bucket, "overwritten", blob(100, 2)).await;
+    first.put(&bucket, "overwritten", blob(200, 3)).await;
+    first.put(&bucket, "deleted", blob(300, 4)).await;
+    first
+        .client
+        .delete_object()
+        .bucket(&bucket)
+        .key("deleted")
+        .send()
+        .await
+        .unwrap();
+    let parts = vec![blob(5 * 1024 * 1024, 5), blob(1000, 6)];
+    let (id, done) = common::upload_parts(&first.client, &bucket, "multi", &parts).await;
+    first
+        .client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("multi")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    converged(&first).await;
+    let keys = list_keys(&first, &bucket).await;
+    let multi_etag = first
+        .client
+        .head_object()
+        .bucket(&bucket)
+        .key("multi")
+        .send()
+        .await
+        .unwrap()
+        .e_tag;
+    // The machine dies: the data dir (catalog, staging) is gone; the backends survive.
+    let TestRelay { relay, dir, .. } = first;
+    relay.shutdown().await;
+    drop(dir);
+
+    let second = common::start_with(|cfg| mirrored(cfg, backends)).await;
+    assert_eq!(list_keys(&second, &bucket).await, keys);
+    assert_eq!(keys, vec!["multi", "overwritten", "with/meta"]);
+    assert_eq!(
+        second.get(&bucket, "overwritten").await,
+        blob(200, 3),
+        "the newest version wins"
+    );
+    assert_eq!(second.get(&bucket, "multi").await, parts.concat());
+    let head = second
+        .client
+        .head_object()
+        .bucket(&bucket)
+        .key("multi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.e_tag, multi_etag, "the multipart ETag survives");
+    let head = second
+        .client
+        .head_object()
+        .bucket(&bucket)
+        .key("with/meta")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/x-sealed"));
+    assert_eq!(
+        head.metadata().unwrap().get("sender").map(String::as_str),
+        Some("alice")
+    );
+    converged(&second).await;
+    identical(&[a.clone(), work.path().join("b").join(BUCKET)], 3).await;
+}

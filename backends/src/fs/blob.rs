@@ -165,6 +165,19 @@ pub(crate) fn encode_trailer(json: &[u8]) -> Vec<u8> {
     trailer
 }
 
+/// The metadata JSON from the last bytes of a blob (`tail` must include the whole trailer).
+pub(crate) fn decode_trailer(tail: &[u8]) -> Result<&[u8]> {
+    let n = tail.len();
+    if n < TRAILER_FIXED as usize || &tail[n - 8..] != MAGIC {
+        return Err(StoreError::Corrupt("bad blob magic".into()));
+    }
+    let json_len = u32::from_le_bytes(tail[n - 12..n - 8].try_into().expect("4 bytes")) as usize;
+    if json_len as u32 > MAX_META || json_len + TRAILER_FIXED as usize > n {
+        return Err(StoreError::Corrupt("bad metadata length".into()));
+    }
+    Ok(&tail[n - 12 - json_len..n - 12])
+}
+
 fn write_trailer(file: &mut File, json: &[u8]) -> io::Result<()> {
     file.write_all(&encode_trailer(json))
 }

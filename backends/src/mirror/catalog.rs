@@ -225,6 +225,16 @@ impl Catalog {
         })
     }
 
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(JOURNAL).exists()
+    }
+
+    /// Starts a catalog from `records` (a rebuild). Blocking.
+    pub fn seed(dir: &Path, records: &[Record]) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        rewrite(dir, records)
+    }
+
     /// The state as the journal has it, without changing the journal: for looking at the
     /// catalog of a relay that is running. Blocking.
     pub fn peek(dir: &Path) -> Result<State> {

@@ -12,6 +12,7 @@
 mod catalog;
 mod fanout;
 mod health;
+mod rebuild;
 mod repair;
 mod verify;
 
@@ -198,6 +199,19 @@ impl MirrorStore {
         // The staging store's lock also keeps a second relay off this catalog.
         let staging = FsStore::open(data_dir.join("staging")).await?;
         let catalog_dir = data_dir.join("catalog");
+        if !Catalog::exists(&catalog_dir)
+            && let Some(records) = rebuild::from_mirrors(&mirrors).await?
+        {
+            let objects = records.iter().filter(|r| matches!(r, Record::Object { .. })).count();
+            tracing::info!(
+                objects,
+                "no catalog in the data dir: rebuilt it from the blobs on the mirrors"
+            );
+            let dir = catalog_dir.clone();
+            tokio::task::spawn_blocking(move || Catalog::seed(&dir, &records))
+                .await
+                .map_err(io::Error::other)??;
+        }
         let catalog = tokio::task::spawn_blocking(move || Catalog::open(&catalog_dir))
             .await
             .map_err(io::Error::other)??;
