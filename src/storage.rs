@@ -34,18 +34,29 @@ pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
             mirrors: None,
         });
     }
-    let embedded = config.store_dir().join("buckets");
-    if std::fs::read_dir(&embedded).is_ok_and(|mut d| d.next().is_some()) {
-        tracing::warn!(
-            store = %config.store_dir().display(),
-            "the embedded store holds buckets that the mirror set does not serve; \
-             copy them across with an S3 tool (see README, 'Not built yet')"
-        );
-    }
     let mirrors = connect_all(&config.storage).await?;
     let set = MirrorStore::open(&config.data_dir, mirrors, config.storage.mirror.clone())
         .await
         .with_context(|| format!("opening the mirror set's catalog in {}", config.data_dir.display()))?;
+    let embedded = config.store_dir();
+    let has_buckets = std::fs::read_dir(embedded.join("buckets")).is_ok_and(|mut d| d.next().is_some());
+    let imported = config.data_dir.join("catalog").join("imported-embedded-store");
+    if has_buckets && !imported.exists() {
+        // First start with backends after running on the embedded store: bring its objects.
+        // Keys already in the set are kept, so an import cut short resumes without
+        // overwriting anything written since.
+        let source = backends::fs::FsStore::open(&embedded)
+            .await
+            .with_context(|| format!("opening the embedded store at {} to import it", embedded.display()))?;
+        let copied = set
+            .import_from(&source)
+            .await
+            .with_context(|| format!("importing the embedded store at {}", embedded.display()))?;
+        std::fs::write(&imported, b"done\n")?;
+        tracing::info!(objects = copied, store = %embedded.display(), "imported the embedded store into the mirror set; it is no longer used and can be removed");
+    } else if has_buckets {
+        tracing::warn!(store = %embedded.display(), "the embedded store is not used while backends are configured");
+    }
     let set = Arc::new(set);
     Ok(OpenedStore {
         store: set.clone(),

@@ -526,3 +526,76 @@ async fn a_lost_data_dir_is_rebuilt_from_the_mirrors() {
     converged(&second).await;
     identical(&[a.clone(), work.path().join("b").join(BUCKET)], 3).await;
 }
+
+#[tokio::test]
+async fn adding_backends_imports_the_embedded_store_once() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let before = common::start().await;
+    let bucket = before.bucket("circle").await;
+    let rule = aws_sdk_s3::types::CorsRule::builder()
+        .allowed_methods("GET")
+        .allowed_origins("https://app.example")
+        .build()
+        .unwrap();
+    before
+        .client
+        .put_bucket_cors()
+        .bucket(&bucket)
+        .cors_configuration(
+            aws_sdk_s3::types::CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    before.put(&bucket, "plain", blob(3_000, 1)).await;
+    let parts = vec![blob(5 * 1024 * 1024, 2), blob(10, 3)];
+    let (id, done) = common::upload_parts(&before.client, &bucket, "multi", &parts).await;
+    before
+        .client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("multi")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let etag = |relay: &TestRelay, key: &'static str| {
+        let (client, bucket) = (relay.client.clone(), bucket.clone());
+        async move { client.head_object().bucket(bucket).key(key).send().await.unwrap().e_tag }
+    };
+    let multi_etag = etag(&before, "multi").await;
+
+    let TestRelay { relay, dir, .. } = before;
+    relay.shutdown().await;
+    let mut config = common::config(&dir);
+    mirrored(&mut config, vec![BackendSpec::Fs(a.clone())]);
+    let after = TestRelay::on(dir, config).await;
+    assert_eq!(list_keys(&after, &bucket).await, vec!["multi", "plain"]);
+    assert_eq!(etag(&after, "multi").await, multi_etag);
+    assert_eq!(after.get(&bucket, "multi").await, parts.concat());
+    assert_eq!(after.get(&bucket, "plain").await, blob(3_000, 1));
+    let cors = after.client.get_bucket_cors().bucket(&bucket).send().await.unwrap();
+    assert_eq!(cors.cors_rules().len(), 1, "bucket documents come along");
+    assert_eq!(blob_files(&a).len(), 2);
+
+    // Deleted after the import, it stays deleted: the import runs once.
+    after
+        .client
+        .delete_object()
+        .bucket(&bucket)
+        .key("plain")
+        .send()
+        .await
+        .unwrap();
+    let after = after.restart().await;
+    assert_eq!(list_keys(&after, &bucket).await, vec!["multi"]);
+}

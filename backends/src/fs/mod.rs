@@ -101,6 +101,25 @@ impl FsStore {
         self.layout.root()
     }
 
+    /// The names of a bucket's documents (for copying a bucket elsewhere).
+    pub async fn bucket_doc_names(&self, bucket: &str) -> Result<Vec<String>> {
+        self.bucket(bucket)?;
+        let dir = self.layout.doc_file(bucket, "x");
+        let dir = dir.parent().expect("docs dir").to_owned();
+        let mut names = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    names.push(entry?.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn bucket(&self, name: &str) -> Result<Arc<Bucket>> {
         check_bucket_name(name).map_err(|_| StoreError::NoSuchBucket)?;
         self.buckets

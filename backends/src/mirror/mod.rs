@@ -261,6 +261,52 @@ impl MirrorStore {
         .map_err(io::Error::other)?
     }
 
+    /// Copies every bucket, bucket document and object of `source` (the embedded store a
+    /// relay used before it had backends) into this set, keeping ETags and metadata. Keys
+    /// the set already has are left alone, so a cut-short import can simply run again.
+    /// Returns how many objects were copied.
+    pub async fn import_from(&self, source: &FsStore) -> Result<u64> {
+        let mut copied = 0;
+        for bucket in source.list_buckets().await? {
+            let name = bucket.name;
+            match self.create_bucket(&name).await {
+                Ok(()) | Err(StoreError::BucketAlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+            for doc in source.bucket_doc_names(&name).await? {
+                let bytes = source.get_bucket_doc(&name, &doc).await?;
+                self.put_bucket_doc(&name, &doc, bytes).await?;
+            }
+            let mut query = ListQuery {
+                max_keys: 1000,
+                ..ListQuery::default()
+            };
+            loop {
+                let page = source.list_objects(&name, &query).await?;
+                for object in &page.objects {
+                    if self.inner.catalog.read().object(&name, &object.key).is_ok() {
+                        continue;
+                    }
+                    let got = source.get_object(&name, &object.key, None).await?;
+                    let only_if_new = PutOptions {
+                        if_none_match_any: true,
+                        ..PutOptions::default()
+                    };
+                    match self.inner.write_known(&name, got.meta, got.body, only_if_new).await {
+                        Ok(_) => copied += 1,
+                        Err(StoreError::PreconditionFailed) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !page.truncated {
+                    break;
+                }
+                query.start_after = page.last;
+            }
+        }
+        Ok(copied)
+    }
+
     /// Wakes the repair loop now rather than at its next interval.
     pub fn repair_soon(&self) {
         self.inner.nudge.notify_one();
@@ -492,6 +538,40 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Writes an object whose metadata is already known (a completed upload, an import),
+    /// checking the bytes against its ETag on the way: a source that returns something
+    /// else fails the write instead of spreading it to every mirror.
+    async fn write_known(
+        self: &Arc<Self>,
+        bucket: &str,
+        meta: ObjectMeta,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let blob = uuid::Uuid::new_v4().simple().to_string();
+        let _in_flight = InFlight::new(self, &blob);
+        let check = Arc::new(Mutex::new(Some(EtagCheck::new(&meta))));
+        let counted = {
+            let check = check.clone();
+            Box::pin(body.map(move |chunk| {
+                if let (Ok(c), Some(check)) = (&chunk, check.lock().expect("check lock").as_mut()) {
+                    check.update(c);
+                }
+                chunk
+            })) as ByteStream
+        };
+        let finish = move |_| {
+            let check = check.lock().expect("check lock").take().expect("checked once");
+            if check.matches() {
+                Ok(meta)
+            } else {
+                Err(StoreError::Corrupt("the bytes do not match the object's ETag".into()))
+            }
+        };
+        self.write_object(bucket, &blob, counted, Digester::new(&[]), finish, opts)
+            .await
     }
 
     /// The last mirror to try gets the backend's retries; earlier ones fail over at once.
@@ -855,41 +935,7 @@ impl Store for MirrorStore {
             .await
             .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?;
         let staged = staging.get_object(bucket, key, None).await?;
-        let blob = uuid::Uuid::new_v4().simple().to_string();
-        let _in_flight = InFlight::new(&self.inner, &blob);
-        // The bytes come from our own disk; checking them against the ETag just computed
-        // costs one MD5 pass and catches a disk that returned something else.
-        let check = std::sync::Arc::new(Mutex::new(Some(EtagCheck::new(&meta))));
-        let counted = {
-            let check = check.clone();
-            Box::pin(staged.body.map(move |chunk| {
-                if let (Ok(c), Some(check)) = (&chunk, check.lock().expect("check lock").as_mut()) {
-                    check.update(c);
-                }
-                chunk
-            })) as ByteStream
-        };
-        let expected = meta.clone();
-        let result = self
-            .inner
-            .write_object(
-                bucket,
-                &blob,
-                counted,
-                Digester::new(&[]),
-                move |_| {
-                    let check = check.lock().expect("check lock").take().expect("checked once");
-                    if check.matches() {
-                        Ok(expected)
-                    } else {
-                        Err(StoreError::Corrupt(
-                            "staged parts changed before they reached the mirrors".into(),
-                        ))
-                    }
-                },
-                opts,
-            )
-            .await;
+        let result = self.inner.write_known(bucket, meta, staged.body, opts).await;
         let _ = staging.delete_object(bucket, key).await;
         result
     }
