@@ -599,3 +599,27 @@ async fn adding_backends_imports_the_embedded_store_once() {
     let after = after.restart().await;
     assert_eq!(list_keys(&after, &bucket).await, vec!["multi"]);
 }
+
+#[tokio::test]
+async fn a_newly_added_mirror_is_filled_with_every_object() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![BackendSpec::Fs(a.clone())])).await;
+    let bucket = relay.bucket("circle").await;
+    for i in 0..5u64 {
+        relay.put(&bucket, &format!("k{i}"), blob(1_000 + i as usize, i)).await;
+    }
+    let TestRelay {
+        relay: running, dir, ..
+    } = relay;
+    running.shutdown().await;
+    let mut config = common::config(&dir);
+    mirrored(
+        &mut config,
+        vec![BackendSpec::Fs(a.clone()), BackendSpec::Fs(b.clone())],
+    );
+    let relay = TestRelay::on(dir, config).await;
+    converged(&relay).await;
+    identical(&[a, b], 5).await;
+    assert_eq!(relay.relay.mirror_status().unwrap()[1].objects, 5);
+}
