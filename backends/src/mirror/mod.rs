@@ -457,7 +457,8 @@ impl Inner {
     }
 
     /// Streams `body` to every target mirror as blob `blob`, then commits the object to the
-    /// catalog if `accept` (the digest and condition checks) and the ack policy allow.
+    /// catalog if `finish_meta` (which checks the digests and returns the metadata), the ack
+    /// policy and the write conditions all allow it. Until then nothing is visible anywhere.
     async fn write_object(
         self: &Arc<Self>,
         bucket: &str,
