@@ -623,3 +623,34 @@ async fn a_newly_added_mirror_is_filled_with_every_object() {
     identical(&[a, b], 5).await;
     assert_eq!(relay.relay.mirror_status().unwrap()[1].objects, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_dying_mid_download_is_replaced_from_where_it_stopped() {
+    let work = tempfile::tempdir().unwrap();
+    let s3s = S3sFs::start(&work.path().join("b"), "127.0.0.1:0".parse().unwrap()).await;
+    // The S3 stand-in is listed first, so it serves the first read.
+    let backends = vec![s3_spec(&s3s.endpoint(), "b"), BackendSpec::Fs(work.path().join("a"))];
+    let relay = common::start_with(|cfg| mirrored(cfg, backends)).await;
+    let bucket = relay.bucket("circle").await;
+    let body = blob(48 * 1024 * 1024, 7);
+    relay.put(&bucket, "large", body.clone()).await;
+    converged(&relay).await;
+
+    let mut out = relay
+        .client
+        .get_object()
+        .bucket(&bucket)
+        .key("large")
+        .send()
+        .await
+        .unwrap()
+        .body;
+    let mut received = out.next().await.unwrap().unwrap().to_vec();
+    s3s.stop().await;
+    while let Some(chunk) = out.next().await {
+        received.extend_from_slice(&chunk.expect("the download continues from the other mirror"));
+    }
+    assert_eq!(received.len(), body.len());
+    assert!(received == body, "the resumed body differs");
+    assert!(!relay.relay.mirror_status().unwrap()[0].up);
+}

@@ -368,12 +368,13 @@ impl Inner {
         }
     }
 
-    /// Holders to read from: up ones fastest first, then down ones as a last resort.
+    /// Holders to read from: up ones fastest first (in the configured order while their
+    /// speed is unknown), then down ones as a last resort.
     fn read_order(&self, holders: &BTreeSet<String>) -> Vec<usize> {
         let mut order: Vec<usize> = holders.iter().filter_map(|h| self.mirror_index(h)).collect();
         order.sort_by_key(|&i| {
             let h = &self.mirrors[i].health;
-            (!h.is_up(), h.latency())
+            (!h.is_up(), h.latency(), i)
         });
         order
     }
@@ -613,6 +614,80 @@ impl Inner {
     }
 }
 
+/// Wraps a streamed read so that a mirror failing mid-stream (connection lost, timeout, a
+/// short body) is replaced by the next holder from the byte where it stopped: the client
+/// sees one uninterrupted body.
+fn resuming(
+    inner: Arc<Inner>,
+    current: usize,
+    rest: Vec<usize>,
+    path: String,
+    span: std::ops::Range<u64>,
+    body: ByteStream,
+) -> ByteStream {
+    struct Resume {
+        inner: Arc<Inner>,
+        current: usize,
+        rest: std::collections::VecDeque<usize>,
+        path: String,
+        next: u64,
+        end: u64,
+        body: ByteStream,
+    }
+    let state = Resume {
+        inner,
+        current,
+        rest: rest.into(),
+        path,
+        next: span.start,
+        end: span.end,
+        body,
+    };
+    Box::pin(futures::stream::unfold(state, |mut s| async move {
+        if s.next >= s.end {
+            return None;
+        }
+        let failure = match s.body.next().await {
+            Some(Ok(chunk)) => {
+                s.next += chunk.len() as u64;
+                return Some((Ok(chunk), s));
+            }
+            Some(Err(e)) => e,
+            None => io::Error::new(io::ErrorKind::UnexpectedEof, "the mirror's body ended early"),
+        };
+        s.inner
+            .mark_down(s.current, &StoreError::Unavailable(failure.to_string()));
+        while let Some(j) = s.rest.pop_front() {
+            let last = s.rest.is_empty();
+            // Opened on its own task: the stream this runs in must stay `Sync`.
+            let (inner, path, range) = (s.inner.clone(), s.path.clone(), s.next..s.end);
+            let opened = tokio::spawn(async move { inner.open_stream(j, &path, range, last).await })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e).into()));
+            match opened {
+                Ok(body) => {
+                    tracing::info!(from = %s.inner.mirrors[s.current].label, to = %s.inner.mirrors[j].label, "a read moved to another mirror mid-stream");
+                    s.current = j;
+                    s.body = body;
+                    return match s.body.next().await {
+                        Some(Ok(chunk)) => {
+                            s.next += chunk.len() as u64;
+                            Some((Ok(chunk), s))
+                        }
+                        _ => {
+                            s.next = s.end; // give up after one more failure
+                            Some((Err(failure), s))
+                        }
+                    };
+                }
+                Err(e) => s.inner.mark_down(j, &e),
+            }
+        }
+        s.next = s.end;
+        Some((Err(failure), s))
+    }))
+}
+
 /// Wraps a whole-object stream: checks the ETag as it goes and, on a mismatch, fails the
 /// last chunk instead of delivering it, and reports the bad copy.
 fn verifying(body: ByteStream, meta: &ObjectMeta, on_bad: impl FnOnce() + Send + Sync + 'static) -> ByteStream {
@@ -803,7 +878,7 @@ impl Store for MirrorStore {
         }
         let mut last_error = None;
         let count = order.len();
-        for (n, i) in order.into_iter().enumerate() {
+        for (n, &i) in order.iter().enumerate() {
             let last = n + 1 == count;
             let started = Instant::now();
             let body = if whole && size <= VERIFY_BEFORE_SENDING {
@@ -821,6 +896,13 @@ impl Store for MirrorStore {
             match body {
                 Ok(body) => {
                     self.inner.mirrors[i].health.record_latency(started.elapsed());
+                    let streamed = !(whole && size <= VERIFY_BEFORE_SENDING);
+                    let body = if streamed {
+                        let rest = order[n + 1..].to_vec();
+                        resuming(self.inner.clone(), i, rest, path.clone(), span.clone(), body)
+                    } else {
+                        body
+                    };
                     let body = if whole && size > VERIFY_BEFORE_SENDING {
                         let (inner, b, k, blob) = (
                             self.inner.clone(),
