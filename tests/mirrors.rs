@@ -113,21 +113,7 @@ async fn three_mirrors_lose_nothing_while_one_is_down_and_repair_converges() {
     }
     // A multipart object, staged locally and streamed to the mirrors on completion.
     let parts = vec![blob(5 * 1024 * 1024, 100), blob(1_000_000, 101)];
-    let (id, done) = common::upload_parts(&relay.client, &bucket, "before/multipart", &parts).await;
-    relay
-        .client
-        .complete_multipart_upload()
-        .bucket(&bucket)
-        .key("before/multipart")
-        .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::multipart_put(&relay.client, &bucket, "before/multipart", &parts).await;
     expected.insert("before/multipart".into(), parts.concat());
     converged(&relay).await;
     let dirs = [a.clone(), b.join(BUCKET), c.join(BUCKET)];
@@ -336,22 +322,8 @@ async fn round_trip_suite(relay: &TestRelay) {
         .unwrap();
     assert_eq!(ranged.body.collect().await.unwrap().to_vec(), body[100..200]);
     let parts = vec![blob(5 * 1024 * 1024, 10), blob(10, 11)];
-    let (id, done) = common::upload_parts(&relay.client, &bucket, "big", &parts).await;
-    let out = relay
-        .client
-        .complete_multipart_upload()
-        .bucket(&bucket)
-        .key("big")
-        .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(out.e_tag().unwrap().ends_with("-2\""), "{:?}", out.e_tag());
+    let etag = common::multipart_put(&relay.client, &bucket, "big", &parts).await;
+    assert!(etag.ends_with("-2\""), "{etag}");
     assert_eq!(relay.get(&bucket, "big").await, parts.concat());
     assert_eq!(list_keys(relay, &bucket).await, vec!["big", "dir/../odd key ü"]);
     relay
@@ -461,21 +433,7 @@ async fn a_lost_data_dir_is_rebuilt_from_the_mirrors() {
         .await
         .unwrap();
     let parts = vec![blob(5 * 1024 * 1024, 5), blob(1000, 6)];
-    let (id, done) = common::upload_parts(&first.client, &bucket, "multi", &parts).await;
-    first
-        .client
-        .complete_multipart_upload()
-        .bucket(&bucket)
-        .key("multi")
-        .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::multipart_put(&first.client, &bucket, "multi", &parts).await;
     converged(&first).await;
     let keys = list_keys(&first, &bucket).await;
     let multi_etag = first
@@ -553,21 +511,7 @@ async fn adding_backends_imports_the_embedded_store_once() {
         .unwrap();
     before.put(&bucket, "plain", blob(3_000, 1)).await;
     let parts = vec![blob(5 * 1024 * 1024, 2), blob(10, 3)];
-    let (id, done) = common::upload_parts(&before.client, &bucket, "multi", &parts).await;
-    before
-        .client
-        .complete_multipart_upload()
-        .bucket(&bucket)
-        .key("multi")
-        .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::multipart_put(&before.client, &bucket, "multi", &parts).await;
     let etag = |relay: &TestRelay, key: &'static str| {
         let (client, bucket) = (relay.client.clone(), bucket.clone());
         async move { client.head_object().bucket(bucket).key(key).send().await.unwrap().e_tag }

@@ -167,14 +167,7 @@ async fn run(options: Options) -> Result<(), Error> {
             );
             let client = Client::new(relays[index].addr, ACCESS_KEY, SECRET_KEY);
             let n = 8;
-            let took = run_concurrent(n, 4, {
-                let (client, body) = (client.clone(), large.clone());
-                move |i| {
-                    let (client, body) = (client.clone(), body.clone());
-                    async move { client.put("bench", &format!("large-{i}"), body).await }
-                }
-            })
-            .await?;
+            let took = put_many(&client, "large", n, 4, &large).await?;
             limited_mibs[index].push((n * large.len()) as f64 / MIB as f64 / took.as_secs_f64());
         }
     }
@@ -229,14 +222,7 @@ async fn run(options: Options) -> Result<(), Error> {
     for size in [32 * MIB, 256 * MIB] {
         let body = Bytes::from(pattern(size));
         relay.reset_peak_rss()?;
-        run_concurrent(4, 4, {
-            let (client, body) = (client.clone(), body.clone());
-            move |i| {
-                let (client, body) = (client.clone(), body.clone());
-                async move { client.put("bench", &format!("big-{i}"), body).await }
-            }
-        })
-        .await?;
+        put_many(&client, "big", 4, 4, &body).await?;
         peaks.push(relay.peak_rss()? as f64 / MIB as f64);
     }
     out.push_str("| Relay peak RSS, 4 concurrent uploads to an rclone remote | 32 MiB objects | 256 MiB objects | Ratio |\n|---|---|---|---|\n");
@@ -254,28 +240,30 @@ async fn run(options: Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// PUTs `body` as `bench/<prefix>-0..n` with `concurrency` workers; the batch's wall time.
+async fn put_many(
+    client: &Client,
+    prefix: &'static str,
+    n: usize,
+    concurrency: usize,
+    body: &Bytes,
+) -> Result<std::time::Duration, Error> {
+    let (client, body) = (client.clone(), body.clone());
+    run_concurrent(n, concurrency, move |i| {
+        let (client, body) = (client.clone(), body.clone());
+        async move { client.put("bench", &format!("{prefix}-{i}"), body).await }
+    })
+    .await
+}
+
 /// (64 KiB PUT ops/s at c=16, 32 MiB PUT MiB/s at c=4) against one relay.
 async fn write_throughput(relay: &Server, small: &Bytes, large: &Bytes) -> Result<(f64, f64), Error> {
     let client = Client::new(relay.addr, ACCESS_KEY, SECRET_KEY);
     let n_small = 600;
-    let took = run_concurrent(n_small, 16, {
-        let (client, body) = (client.clone(), small.clone());
-        move |i| {
-            let (client, body) = (client.clone(), body.clone());
-            async move { client.put("bench", &format!("small-{i}"), body).await }
-        }
-    })
-    .await?;
+    let took = put_many(&client, "small", n_small, 16, small).await?;
     let ops = n_small as f64 / took.as_secs_f64();
     let n_large = 12;
-    let took = run_concurrent(n_large, 4, {
-        let (client, body) = (client.clone(), large.clone());
-        move |i| {
-            let (client, body) = (client.clone(), body.clone());
-            async move { client.put("bench", &format!("large-{i}"), body).await }
-        }
-    })
-    .await?;
+    let took = put_many(&client, "large", n_large, 4, large).await?;
     let mibs = (n_large * large.len()) as f64 / MIB as f64 / took.as_secs_f64();
     Ok((ops, mibs))
 }

@@ -190,6 +190,26 @@ pub async fn upload_parts(
     (id, done)
 }
 
+/// Uploads `parts` as a multipart upload of `key` and completes it; returns the ETag.
+pub async fn multipart_put(client: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) -> String {
+    let (id, done) = upload_parts(client, bucket, key, parts).await;
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .e_tag
+        .unwrap()
+}
+
 /// The names ListBuckets returns, in its order.
 pub async fn bucket_names(client: &Client) -> Vec<String> {
     client
