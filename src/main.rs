@@ -71,6 +71,10 @@ struct StorageArgs {
     /// Seconds one attempt of a remote backend operation may take.
     #[arg(long)]
     backend_timeout: Option<u64>,
+    /// Adopt backends that belong to another relay (one whose data dir is gone for good) and
+    /// rebuild the catalog from them.
+    #[arg(long)]
+    take_over: bool,
     /// A relay.json whose settings apply where no flag or variable is given.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -119,6 +123,7 @@ impl StorageArgs {
             }
             (None, None) => {}
         }
+        mirror.take_over = self.take_over;
         if let Some(secs) = file.repair_interval_secs {
             mirror.repair_interval = Duration::from_secs(secs.max(1));
         }

@@ -44,6 +44,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("another haven-relay is already using the store at {0}")]
     InUse(std::path::PathBuf),
+    #[error(
+        "backend {0} belongs to another haven-relay: two relays on one backend would delete each other's objects. Give this relay its own folder (fs:PATH, s3://BUCKET/FOLDER, rclone:REMOTE:FOLDER) or, if that relay is gone for good (a lost data dir, a new machine), start once with --take-over to rebuild its catalog from the backends"
+    )]
+    OwnedByAnother(String),
     #[error("this relay stores nothing (started with --no-storage)")]
     NoStorage,
     /// Not enough backends answered (a mirror set below its acknowledgement policy, a

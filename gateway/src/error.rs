@@ -44,7 +44,9 @@ pub fn to_s3(err: StoreError) -> S3Error {
             tracing::error!(%why, "stored data is corrupt");
             s3_error!(InternalError, "stored data failed an integrity check")
         }
-        StoreError::InUse(_) => s3_error!(InternalError, "the store is in use by another process"),
+        StoreError::InUse(_) | StoreError::OwnedByAnother(_) => {
+            s3_error!(InternalError, "the store is in use by another process")
+        }
         StoreError::Unavailable(why) => {
             tracing::warn!(%why, "storage backend unavailable");
             s3_error!(ServiceUnavailable, "the storage backends are unavailable; retry later")

@@ -161,6 +161,10 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
 
 /// Deletes blobs on mirror `i` that neither the catalog nor a write in progress refers to.
 async fn sweep(inner: &Arc<Inner>, i: usize) -> Result<usize> {
+    if !super::owned_by(&inner.mirrors[i], &inner.owner).await? {
+        tracing::error!(mirror = %inner.mirrors[i].label, "{}", StoreError::OwnedByAnother(inner.mirrors[i].label.clone()));
+        return Ok(0);
+    }
     let found = inner.mirrors[i].blobs.list("blobs/").await?;
     let referenced: HashSet<String> = {
         let state = inner.catalog.read();
