@@ -314,11 +314,6 @@ impl MirrorStore {
         }
         Ok(copied)
     }
-
-    /// Wakes the repair loop now rather than at its next interval.
-    pub fn repair_soon(&self) {
-        self.inner.nudge.notify_one();
-    }
 }
 
 impl Drop for MirrorStore {
