@@ -219,18 +219,26 @@ async fn a_corrupt_copy_is_never_served_and_is_repaired() {
     assert_eq!(relay.get(&bucket, "large").await, large);
 }
 
-#[tokio::test]
-async fn a_backend_that_hangs_costs_a_timeout_not_a_stuck_request() {
+/// A relay on a local directory `a` and an S3 endpoint that accepts connections and never
+/// answers, with a 1 s timeout and no retries.
+async fn with_a_hung_mirror(ack: AckPolicy) -> (TestRelay, std::path::PathBuf, tempfile::TempDir) {
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("a");
-    let (hung, _server) = stand_ins::hung_server().await;
+    let hung = stand_ins::hung_server().await;
     let backends = vec![BackendSpec::Fs(a.clone()), s3_spec(&format!("http://{hung}"), "b")];
     let relay = common::start_with(|cfg| {
         mirrored(cfg, backends);
         cfg.storage.connect.timeout = Duration::from_secs(1);
         cfg.storage.connect.retries = 0;
+        cfg.storage.mirror.ack = ack;
     })
     .await;
+    (relay, a, work)
+}
+
+#[tokio::test]
+async fn a_backend_that_hangs_costs_a_timeout_not_a_stuck_request() {
+    let (relay, _a, _work) = with_a_hung_mirror(AckPolicy::All).await;
     let bucket = relay.bucket("circle").await;
     let started = Instant::now();
     relay.put(&bucket, "k", b"sealed".to_vec()).await;
@@ -247,17 +255,7 @@ async fn a_backend_that_hangs_costs_a_timeout_not_a_stuck_request() {
 
 #[tokio::test]
 async fn a_quorum_that_cannot_be_met_refuses_the_write_and_keeps_nothing() {
-    let work = tempfile::tempdir().unwrap();
-    let a = work.path().join("a");
-    let (hung, _server) = stand_ins::hung_server().await;
-    let backends = vec![BackendSpec::Fs(a.clone()), s3_spec(&format!("http://{hung}"), "b")];
-    let relay = common::start_with(|cfg| {
-        mirrored(cfg, backends);
-        cfg.storage.connect.timeout = Duration::from_secs(1);
-        cfg.storage.connect.retries = 0;
-        cfg.storage.mirror.ack = AckPolicy::Quorum(2);
-    })
-    .await;
+    let (relay, a, _work) = with_a_hung_mirror(AckPolicy::Quorum(2)).await;
     let bucket = relay.bucket("circle").await;
     let err = relay
         .client

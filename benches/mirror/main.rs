@@ -95,38 +95,18 @@ async fn run(options: Options) -> Result<(), Error> {
         &fs_backends(&[dir("three-m1")?, dir("three-m2")?, dir("three-m3")?]),
         &[],
     )?;
-    let relays = [&one, &three];
     let small = Bytes::from(pattern(64 * KIB));
     let large = Bytes::from(pattern(32 * MIB));
-    let mut figures: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-    for relay in relays {
-        Client::new(relay.addr, ACCESS_KEY, SECRET_KEY)
-            .create_bucket("bench")
-            .await?;
-    }
-    for round in 0..options.rounds {
-        for offset in 0..2 {
-            let index = (round + offset) % 2;
-            eprintln!("round {}/{}: {} mirror(s)", round + 1, options.rounds, [1, 3][index]);
-            figures[index].push(write_throughput(relays[index], &small, &large).await?);
-        }
-    }
+    let figures = one_against_three(options.rounds, [&one, &three], "fs", |addr| {
+        write_throughput(addr, &small, &large)
+    })
+    .await?;
+    drop((one, three));
     let small_ops = figures.clone().map(|f| median(f.iter().map(|x| x.0).collect()));
     let large_mibs = figures.map(|f| median(f.iter().map(|x| x.1).collect()));
-    drop((one, three));
     out.push_str("| Workload (`fs:` directories on one disk unless named) | 1 mirror | 3 mirrors | 3 ÷ 1 | Target |\n|---|---|---|---|---|\n");
-    out.push_str(&format!(
-        "| 64 KiB PUT, c=16 | {:.0} ops/s | {:.0} ops/s | {:.2}× | ≥ 0.8× |\n",
-        small_ops[0],
-        small_ops[1],
-        small_ops[1] / small_ops[0]
-    ));
-    out.push_str(&format!(
-        "| 32 MiB PUT, c=4 | {:.0} MiB/s | {:.0} MiB/s | {:.2}× | ≥ 0.8× |\n",
-        large_mibs[0],
-        large_mibs[1],
-        large_mibs[1] / large_mibs[0]
-    ));
+    out.push_str(&ratio_row("64 KiB PUT, c=16", "ops/s", small_ops));
+    out.push_str(&ratio_row("32 MiB PUT, c=4", "MiB/s", large_mibs));
 
     // 1b. The same with backends that are slow rather than CPU- or disk-bound: each
     // `rclone serve s3` capped at 40 MiB/s. Sequential writes would give 0.33× here.
@@ -149,36 +129,21 @@ async fn run(options: Options) -> Result<(), Error> {
     };
     let one = servers::start_haven_relay_with(&dir("limited-one")?, &s3_backends(&limited[..1]), &keys)?;
     let three = servers::start_haven_relay_with(&dir("limited-three")?, &s3_backends(&limited[1..]), &keys)?;
-    let relays = [&one, &three];
-    let mut limited_mibs: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for relay in relays {
-        Client::new(relay.addr, ACCESS_KEY, SECRET_KEY)
-            .create_bucket("bench")
-            .await?;
-    }
-    for round in 0..options.rounds {
-        for offset in 0..2 {
-            let index = (round + offset) % 2;
-            eprintln!(
-                "round {}/{}: {} bandwidth-limited mirror(s)",
-                round + 1,
-                options.rounds,
-                [1, 3][index]
-            );
-            let client = Client::new(relays[index].addr, ACCESS_KEY, SECRET_KEY);
-            let n = 8;
-            let took = put_many(&client, "large", n, 4, &large).await?;
-            limited_mibs[index].push((n * large.len()) as f64 / MIB as f64 / took.as_secs_f64());
-        }
-    }
+    let large = &large;
+    let limited_mibs = one_against_three(options.rounds, [&one, &three], "bandwidth-limited", |addr| async move {
+        let client = Client::new(addr, ACCESS_KEY, SECRET_KEY);
+        let n = 8;
+        let took = put_many(&client, "large", n, 4, large).await?;
+        Ok((n * large.len()) as f64 / MIB as f64 / took.as_secs_f64())
+    })
+    .await?;
     drop((one, three, limited));
-    let limited_mibs = limited_mibs.map(median);
-    out.push_str(&format!(
-        "| 32 MiB PUT, c=4, `rclone serve s3 --bwlimit 40M` backends | {:.1} MiB/s | {:.1} MiB/s | {:.2}× | ≥ 0.8× |\n\n",
-        limited_mibs[0],
-        limited_mibs[1],
-        limited_mibs[1] / limited_mibs[0]
+    out.push_str(&ratio_row(
+        "32 MiB PUT, c=4, `rclone serve s3 --bwlimit 40M` backends",
+        "MiB/s",
+        limited_mibs.map(median),
     ));
+    out.push('\n');
 
     // 2. Read latency with the mirror that serves reads down; a fresh set each round.
     let (mut healthy, mut down, mut first_failure) = (Vec::new(), Vec::new(), Vec::new());
@@ -240,6 +205,42 @@ async fn run(options: Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs `measure` against a one-mirror and a three-mirror relay, alternating which goes
+/// first each round; returns each relay's figures.
+async fn one_against_three<T, F, Fut>(
+    rounds: usize,
+    relays: [&Server; 2],
+    kind: &str,
+    mut measure: F,
+) -> Result<[Vec<T>; 2], Error>
+where
+    F: FnMut(std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    for relay in relays {
+        Client::new(relay.addr, ACCESS_KEY, SECRET_KEY)
+            .create_bucket("bench")
+            .await?;
+    }
+    let mut figures = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        for offset in 0..2 {
+            let index = (round + offset) % 2;
+            eprintln!("round {}/{rounds}: {} {kind} mirror(s)", round + 1, [1, 3][index]);
+            figures[index].push(measure(relays[index].addr).await?);
+        }
+    }
+    Ok(figures)
+}
+
+/// A table row: the one-mirror and three-mirror medians and their ratio against ≥ 0.8×.
+fn ratio_row(workload: &str, unit: &str, [one, three]: [f64; 2]) -> String {
+    format!(
+        "| {workload} | {one:.1} {unit} | {three:.1} {unit} | {:.2}× | ≥ 0.8× |\n",
+        three / one
+    )
+}
+
 /// PUTs `body` as `bench/<prefix>-0..n` with `concurrency` workers; the batch's wall time.
 async fn put_many(
     client: &Client,
@@ -257,8 +258,8 @@ async fn put_many(
 }
 
 /// (64 KiB PUT ops/s at c=16, 32 MiB PUT MiB/s at c=4) against one relay.
-async fn write_throughput(relay: &Server, small: &Bytes, large: &Bytes) -> Result<(f64, f64), Error> {
-    let client = Client::new(relay.addr, ACCESS_KEY, SECRET_KEY);
+async fn write_throughput(addr: std::net::SocketAddr, small: &Bytes, large: &Bytes) -> Result<(f64, f64), Error> {
+    let client = Client::new(addr, ACCESS_KEY, SECRET_KEY);
     let n_small = 600;
     let took = put_many(&client, "small", n_small, 16, small).await?;
     let ops = n_small as f64 / took.as_secs_f64();

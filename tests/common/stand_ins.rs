@@ -112,17 +112,18 @@ pub fn rclone_binary() -> PathBuf {
         .into()
 }
 
-/// A TCP port that accepts connections and never says a word.
-pub async fn hung_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// A TCP port that accepts connections and never says a word, for as long as the test's
+/// runtime lives.
+pub async fn hung_server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             held.push(socket);
         }
     });
-    (addr, task)
+    addr
 }
 
 /// Every file under `dir/.../blobs/`, relative to the `blobs` directory, with its bytes.
