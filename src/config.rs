@@ -24,6 +24,8 @@ pub struct RelayConfig {
     pub no_storage: bool,
     /// Where objects go when storage is on.
     pub storage: StorageConfig,
+    /// The relay's own domain for virtual-hosted-style requests (`--s3-domain`).
+    pub s3_domain: Option<String>,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -44,6 +46,7 @@ impl RelayConfig {
             max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
             no_storage: false,
             storage: StorageConfig::default(),
+            s3_domain: None,
         }
     }
 
@@ -65,6 +68,8 @@ pub struct ConfigFile {
     pub iroh_addr: Option<SocketAddr>,
     pub iroh_relay_ca: Option<PathBuf>,
     pub no_storage: Option<bool>,
+    /// As for `--s3-domain`.
+    pub s3_domain: Option<String>,
     /// Backend URIs, as for `--backend`.
     pub backends: Option<Vec<String>>,
     /// Named S3 key pairs that `s3://...&credentials=NAME` backends refer to.
@@ -83,6 +88,19 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// A host name for `--s3-domain`: dot-separated labels of letters, digits and '-'.
+pub fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// `~/.haven-relay`, or `./.haven-relay` when there is no home directory.

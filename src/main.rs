@@ -14,6 +14,15 @@ use haven_relay::{Relay, RelayConfig, circle, credentials};
 use tunnel::link::{CircleLink, RelayLink};
 use tunnel::{EndpointId, RelayChoice};
 
+/// Prints a line to stdout. A reader that went away (`haven-relay link | head -1`) is no
+/// reason to panic, which `println!` does; what it did not read is simply not printed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "haven-relay",
@@ -31,9 +40,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the relay.
-    Run(RunArgs),
-    /// Print the access key and secret of the HTTP S3 endpoint.
-    Credentials,
+    Run(Box<RunArgs>),
+    /// Print the access key and secret the HTTP S3 endpoint uses (with the same flags,
+    /// environment and relay.json as `run`).
+    Credentials(CredentialsArgs),
     /// Print this data dir's node id (what a circle adds as a member).
     Id,
     /// Print the link (and QR code) an app scans to add this relay.
@@ -203,12 +213,12 @@ struct RunArgs {
     /// Port of the HTTP S3 endpoint on 127.0.0.1 (implies --s3).
     #[arg(long, conflicts_with = "s3_addr")]
     s3_port: Option<u16>,
-    /// Access key for the HTTP S3 endpoint (default: the stored one).
-    #[arg(long, env = "HAVEN_RELAY_ACCESS_KEY", hide_env_values = true)]
-    access_key: Option<String>,
-    /// Secret key for the HTTP S3 endpoint (default: the stored one).
-    #[arg(long, env = "HAVEN_RELAY_SECRET_KEY", hide_env_values = true)]
-    secret_key: Option<String>,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// The relay's own domain: `<bucket>.<domain>` is then served virtual-hosted style
+    /// (path-style keeps working). Without it, only path-style addressing is served.
+    #[arg(long, env = "HAVEN_RELAY_S3_DOMAIN")]
+    s3_domain: Option<String>,
     /// Largest object accepted, in bytes.
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     max_object_size: Option<u64>,
@@ -219,6 +229,32 @@ struct RunArgs {
     storage: StorageArgs,
     #[command(flatten)]
     tunnel: TunnelArgs,
+}
+
+/// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
+#[derive(Args)]
+struct KeyArgs {
+    /// Access key for the HTTP S3 endpoint (default: the stored one).
+    #[arg(long, env = "HAVEN_RELAY_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Secret key for the HTTP S3 endpoint (default: the stored one).
+    #[arg(long, env = "HAVEN_RELAY_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+}
+
+impl KeyArgs {
+    fn resolve(&self, data_dir: &Path) -> anyhow::Result<credentials::Credentials> {
+        credentials::resolve(data_dir, self.access_key.clone(), self.secret_key.clone())
+    }
+}
+
+#[derive(Args)]
+struct CredentialsArgs {
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// The relay.json `run` uses (for its data_dir).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -244,10 +280,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     match cli.command {
-        Command::Run(args) => run(data_dir, args).await,
-        Command::Credentials => print_credentials(&data_dir),
+        Command::Run(args) => run(data_dir, *args).await,
+        Command::Credentials(args) => print_credentials(data_dir, &args),
         Command::Id => {
-            println!("{}", tunnel::identity::load_or_create(&data_dir)?.public());
+            say!("{}", tunnel::identity::load_or_create(&data_dir)?.public());
             Ok(())
         }
         Command::Link => print_link(&data_dir),
@@ -269,7 +305,7 @@ async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
             .and_then(|()| std::fs::write(&probe, b"ok"))
             .with_context(|| format!("writing to {}", dir.display()))?;
         std::fs::remove_file(&probe)?;
-        println!(
+        say!(
             "embedded store at {}: writable (no --backend configured)",
             dir.display()
         );
@@ -278,24 +314,24 @@ async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
     let reports = haven_relay::storage::doctor(&config).await?;
     let mut failed = 0;
     for r in &reports {
-        println!("{}", r.label);
+        say!("{}", r.label);
         match &r.round_trip {
-            Ok(took) => println!(
+            Ok(took) => say!(
                 "  reachable:        yes (round trip {:.1} ms)",
                 took.as_secs_f64() * 1000.0
             ),
             Err(why) => {
                 failed += 1;
-                println!("  reachable:        NO: {why}");
+                say!("  reachable:        NO: {why}");
             }
         }
         match r.stored {
-            Some((objects, bytes)) => println!("  stored:           {objects} blobs, {bytes} bytes"),
-            None => println!("  stored:           unknown"),
+            Some((objects, bytes)) => say!("  stored:           {objects} blobs, {bytes} bytes"),
+            None => say!("  stored:           unknown"),
         }
         match r.pending_repairs {
-            Some(n) => println!("  pending repairs:  {n}"),
-            None => println!("  pending repairs:  unknown"),
+            Some(n) => say!("  pending repairs:  {n}"),
+            None => say!("  pending repairs:  unknown"),
         }
     }
     if let Ok(version) = backends::rclone::version(&backends::rclone::RcloneOptions {
@@ -310,7 +346,7 @@ async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
             .iter()
             .any(|b| matches!(b, BackendSpec::Rclone { .. }))
     {
-        println!("rclone: {version}");
+        say!("rclone: {version}");
     }
     anyhow::ensure!(
         failed == 0,
@@ -349,21 +385,33 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
         config.max_object_size = max;
     }
-    let creds = credentials::resolve(&config.data_dir, args.access_key, args.secret_key)?;
+    config.s3_domain = args.s3_domain.clone().or(file.s3_domain.clone());
+    if let Some(domain) = &config.s3_domain {
+        anyhow::ensure!(
+            haven_relay::config::valid_domain(domain),
+            "--s3-domain {domain:?} is not a host name (letters, digits, '-' and dots, no port)"
+        );
+    }
+    let creds = args.keys.resolve(&config.data_dir)?;
     let relay = Relay::start(&config, &creds).await?;
-    println!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
+    say!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
     if config.no_storage {
-        println!("  data:         none (--no-storage: S3 requests are refused)");
+        say!("  data:         none (--no-storage: S3 requests are refused)");
     } else if config.storage.backends.is_empty() {
-        println!("  data:         {}", config.store_dir().display());
+        say!("  data:         {}", config.store_dir().display());
     } else {
         for backend in &config.storage.backends {
-            println!("  backend:      {backend}");
+            say!("  backend:      {backend}");
         }
     }
     if let Some(endpoint) = relay.endpoint() {
-        println!("  S3 endpoint:  {endpoint} (path-style, SigV4, region us-east-1)");
-        println!(
+        match &config.s3_domain {
+            Some(domain) => say!(
+                "  S3 endpoint:  {endpoint} (path-style, or virtual-hosted under {domain}; SigV4, region us-east-1)"
+            ),
+            None => say!("  S3 endpoint:  {endpoint} (path-style, SigV4, region us-east-1)"),
+        }
+        say!(
             "  credentials:  haven-relay credentials --data-dir {}",
             config.data_dir.display()
         );
@@ -375,27 +423,32 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         }
         let link = tunnel::endpoint::relay_link(endpoint, circle.circle);
         circle::save_relay_link(&config.data_dir, &link)?;
-        println!("  node id:      {}", endpoint.id());
-        println!(
+        say!("  node id:      {}", endpoint.id());
+        say!(
             "  circle:       {} ({} members)",
             circle.circle,
             tunnel::members::load(&config.data_dir)?.len()
         );
-        println!("  relay link:   {link}");
-        println!("{}", qr(&link.to_string()));
-        println!("Scan the code (or paste the relay link) in the app to add this relay.");
+        say!("  relay link:   {link}");
+        say!("{}", qr(&link.to_string()));
+        say!("Scan the code (or paste the relay link) in the app to add this relay.");
     }
-    println!("Press Ctrl-C to stop.");
+    say!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     tracing::info!("stopping: finishing in-flight requests");
     relay.shutdown().await;
     Ok(())
 }
 
-fn print_credentials(data_dir: &Path) -> anyhow::Result<()> {
-    let creds = credentials::load_or_create(data_dir).context("loading credentials")?;
-    println!("access key: {}", creds.access_key);
-    println!("secret key: {}", creds.secret_key);
+fn print_credentials(data_dir: PathBuf, args: &CredentialsArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = file.data_dir.unwrap_or(data_dir);
+    let creds = args.keys.resolve(&data_dir).context("loading credentials")?;
+    say!("access key: {}", creds.access_key);
+    say!("secret key: {}", creds.secret_key);
     Ok(())
 }
 
@@ -414,9 +467,9 @@ fn print_link(data_dir: &Path) -> anyhow::Result<()> {
             }
         }
     };
-    println!("node id:    {}", link.relay);
-    println!("relay link: {link}");
-    println!("{}", qr(&link.to_string()));
+    say!("node id:    {}", link.relay);
+    say!("relay link: {link}");
+    say!("{}", qr(&link.to_string()));
     Ok(())
 }
 
@@ -425,13 +478,13 @@ fn members(data_dir: &Path, action: MembersAction) -> anyhow::Result<()> {
     match action {
         MembersAction::List => {
             for member in &all {
-                println!("{member}");
+                say!("{member}");
             }
             return Ok(());
         }
         MembersAction::Add { node_id } => {
             if !all.insert(node_id) {
-                println!("{node_id} is already a member");
+                say!("{node_id} is already a member");
                 return Ok(());
             }
         }
@@ -440,7 +493,7 @@ fn members(data_dir: &Path, action: MembersAction) -> anyhow::Result<()> {
         }
     }
     tunnel::members::save(data_dir, &all)?;
-    println!(
+    say!(
         "{} members; a running relay picks the change up within a second",
         all.len()
     );
@@ -457,17 +510,17 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let client = tunnel::TunnelClient::connect(endpoint, link.endpoint_addr()).await?;
-    println!(
+    say!(
         "connected to relay {} in {} ms",
         link.relay,
         started.elapsed().as_millis()
     );
-    println!("  as node id:   {}", client.endpoint().id());
-    println!(
+    say!("  as node id:   {}", client.endpoint().id());
+    say!(
         "  S3 endpoint:  http://{} (any credentials, path-style)",
         listener.local_addr()?
     );
-    println!("Press Ctrl-C to stop.");
+    say!("Press Ctrl-C to stop.");
     tunnel::forward::forward(listener, Arc::new(client), shutdown_signal()).await;
     Ok(())
 }

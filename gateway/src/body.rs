@@ -1,8 +1,10 @@
-//! Request bodies on their way to the store: capped, and their trailing checksums verified.
+//! Request bodies on their way to the store: capped, held to their declared length, and their
+//! trailing checksums verified.
 //!
-//! s3s decodes aws-chunked framing and checks chunk signatures, but it only *parses* the
-//! trailer (`x-amz-checksum-crc32: ...` after the last chunk). We hash the decoded bytes and
-//! compare with the trailer before the stream ends, so a mismatch fails the stream and the store
+//! s3s decodes aws-chunked framing and checks chunk signatures (on the tunnel, [`crate::chunked`]
+//! decodes it), but neither *checks* the trailer (`x-amz-checksum-crc32: ...` after the last
+//! chunk) nor that the payload has the length `x-amz-decoded-content-length` announced. We hash
+//! and count the decoded bytes and fail the stream before it ends on any mismatch, so the store
 //! never commits the object.
 
 use std::io;
@@ -10,26 +12,78 @@ use std::io;
 use backends::digest::Digester;
 use backends::{ByteStream, ChecksumAlgorithm};
 use futures::{StreamExt, stream};
-use s3s::TrailingHeaders;
 use s3s::dto::StreamingBlob;
+use s3s::{S3Request, S3Result, TrailingHeaders};
 
+use crate::chunked::{self, DecodedTrailers};
 use crate::error::BodyError;
+
+/// What a request body must live up to besides the size cap.
+pub struct BodyChecks {
+    trailer: Option<Trailer>,
+    /// The payload length an aws-chunked request announced.
+    decoded_length: Option<u64>,
+}
+
+impl BodyChecks {
+    pub fn from_request<T>(req: &S3Request<T>) -> S3Result<BodyChecks> {
+        let aws_chunked = chunked::is_streaming(&req.headers) || req.extensions.get::<DecodedTrailers>().is_some();
+        let decoded_length = if aws_chunked {
+            chunked::decoded_length(&req.headers).map_err(|e| s3s::s3_error!(InvalidArgument, "{e}"))?
+        } else {
+            None
+        };
+        let trailer = Trailer::from_request(
+            &req.headers,
+            req.trailing_headers.clone(),
+            req.extensions.get::<DecodedTrailers>(),
+        );
+        Ok(BodyChecks {
+            trailer,
+            decoded_length,
+        })
+    }
+
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+}
 
 /// The trailer a request announced with `x-amz-trailer`.
 pub struct Trailer {
     pub algorithm: ChecksumAlgorithm,
-    pub headers: TrailingHeaders,
+    headers: TrailerSource,
+}
+
+/// Who decoded the trailer: s3s (signed HTTP) or [`crate::chunked`] (a trusted transport).
+enum TrailerSource {
+    S3s(TrailingHeaders),
+    Decoded(DecodedTrailers),
 }
 
 impl Trailer {
     /// The trailer announced by the request, if it is a checksum we know.
-    pub fn from_request(headers: &http::HeaderMap, trailing: Option<TrailingHeaders>) -> Option<Trailer> {
+    fn from_request(
+        headers: &http::HeaderMap,
+        trailing: Option<TrailingHeaders>,
+        decoded: Option<&DecodedTrailers>,
+    ) -> Option<Trailer> {
         let name = headers.get("x-amz-trailer")?.to_str().ok()?.trim().to_ascii_lowercase();
         let algorithm = ChecksumAlgorithm::from_s3_name(name.strip_prefix("x-amz-checksum-")?)?;
-        Some(Trailer {
-            algorithm,
-            headers: trailing?,
-        })
+        let headers = match (trailing, decoded) {
+            (Some(t), _) => TrailerSource::S3s(t),
+            (None, Some(d)) => TrailerSource::Decoded(d.clone()),
+            (None, None) => return None,
+        };
+        Some(Trailer { algorithm, headers })
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        let get = |h: &http::HeaderMap| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        match &self.headers {
+            TrailerSource::S3s(t) => t.read(get).flatten(),
+            TrailerSource::Decoded(d) => d.read(get).flatten(),
+        }
     }
 
     fn header_name(&self) -> String {
@@ -37,15 +91,15 @@ impl Trailer {
     }
 }
 
-/// Turns an s3s body into a store body, enforcing `limit` and the trailer checksum.
-pub fn request_body(blob: Option<StreamingBlob>, limit: u64, trailer: Option<Trailer>) -> ByteStream {
-    let Some(blob) = blob else {
-        return Box::pin(stream::empty());
-    };
+/// Turns an s3s body into a store body, enforcing `limit`, the declared length and the trailer
+/// checksum.
+pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks) -> ByteStream {
+    let blob = blob.unwrap_or_else(|| StreamingBlob::wrap(stream::empty::<Result<bytes::Bytes, io::Error>>()));
     struct State {
         blob: StreamingBlob,
         seen: u64,
         limit: u64,
+        declared: Option<u64>,
         trailer: Option<(Trailer, Digester)>,
         done: bool,
     }
@@ -53,7 +107,8 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, trailer: Option<Tra
         blob,
         seen: 0,
         limit,
-        trailer: trailer.map(|t| {
+        declared: checks.decoded_length,
+        trailer: checks.trailer.map(|t| {
             let d = Digester::new(&[t.algorithm]);
             (t, d)
         }),
@@ -70,6 +125,10 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, trailer: Option<Tra
                     st.done = true;
                     return Some((Err(io::Error::other(BodyError::TooLarge { limit: st.limit })), st));
                 }
+                if st.declared.is_some_and(|n| st.seen > n) {
+                    st.done = true;
+                    return Some((Err(io::Error::other(BodyError::LengthMismatch)), st));
+                }
                 if let Some((_, digester)) = &mut st.trailer {
                     digester.update(&bytes);
                 }
@@ -81,6 +140,9 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, trailer: Option<Tra
             }
             None => {
                 st.done = true;
+                if st.declared.is_some_and(|n| st.seen != n) {
+                    return Some((Err(io::Error::other(BodyError::LengthMismatch)), st));
+                }
                 let (trailer, digester) = st.trailer.take()?;
                 match verify_trailer(&trailer, digester) {
                     Ok(()) => None,
@@ -94,11 +156,7 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, trailer: Option<Tra
 fn verify_trailer(trailer: &Trailer, digester: Digester) -> Result<(), BodyError> {
     let name = trailer.header_name();
     let algo = trailer.algorithm.s3_name();
-    let sent = trailer
-        .headers
-        .read(|h| h.get(name.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned))
-        .flatten()
-        .ok_or(BodyError::MissingTrailer(algo))?;
+    let sent = trailer.value(&name).ok_or(BodyError::MissingTrailer(algo))?;
     let computed = digester.finish();
     if computed.checksums.get(&trailer.algorithm) == Some(&sent) {
         Ok(())

@@ -12,6 +12,10 @@ pub enum BodyError {
     TrailerMismatch(&'static str),
     #[error("the body ended without the announced {0} trailer")]
     MissingTrailer(&'static str),
+    #[error("the payload's length differs from x-amz-decoded-content-length")]
+    LengthMismatch,
+    #[error("malformed aws-chunked body: {0}")]
+    Malformed(&'static str),
 }
 
 pub fn to_s3(err: StoreError) -> S3Error {
@@ -70,6 +74,11 @@ fn body_error(e: &std::io::Error) -> S3Error {
         Some(BodyError::MissingTrailer(algo)) => {
             s3_error!(InvalidRequest, "missing {algo} checksum trailer")
         }
+        Some(BodyError::LengthMismatch) => s3_error!(
+            IncompleteBody,
+            "the decoded payload's length differs from x-amz-decoded-content-length"
+        ),
+        Some(e @ BodyError::Malformed(_)) => S3Error::with_message(S3ErrorCode::InvalidRequest, e.to_string()),
         None => {
             tracing::debug!(error = %e, "request body failed");
             s3_error!(IncompleteBody, "the request body could not be read completely")

@@ -8,12 +8,14 @@
 
 mod body;
 mod bucket;
+pub mod chunked;
 mod convert;
 mod copy;
 mod cors;
 mod delete;
 mod error;
 mod get;
+pub mod host;
 mod list;
 mod multipart;
 mod put;
@@ -27,6 +29,8 @@ use s3s::auth::SimpleAuth;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 
+use crate::host::RelayHosts;
+
 pub use server::{Frontend, serve_http};
 
 /// Limits and identity of one gateway.
@@ -38,6 +42,9 @@ pub struct GatewayConfig {
     pub max_post_object_size: u64,
     pub access_key: String,
     pub secret_key: String,
+    /// The relay's own domain (`--s3-domain`): `<bucket>.<domain>` is served virtual-hosted
+    /// style. Without it, only path-style addressing is served.
+    pub s3_domain: Option<String>,
 }
 
 impl GatewayConfig {
@@ -53,24 +60,32 @@ pub struct Gateway {
 
 /// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
 pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
-    let mut builder = builder(store.clone(), config);
+    let hosts = RelayHosts::new(config.s3_domain.clone());
+    let mut builder = builder(store.clone(), config, &hosts);
     builder.set_auth(SimpleAuth::from_single(
         config.access_key.clone(),
         config.secret_key.as_str(),
     ));
-    Frontend::new(builder.build(), store, Trust::SigV4)
+    Frontend::new(builder.build(), store, Trust::SigV4, hosts)
 }
 
 /// Builds the frontend for a transport that has already authenticated its peer (the iroh
 /// tunnel admits circle members only): the same S3 service, without SigV4. Signatures that
 /// clients add anyway are ignored rather than checked against keys they do not have.
 pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
-    let mut builder = builder(store.clone(), config);
+    let hosts = RelayHosts::new(
+        config
+            .s3_domain
+            .clone()
+            .into_iter()
+            .chain([host::TUNNEL_HOST.to_owned()]),
+    );
+    let mut builder = builder(store.clone(), config, &hosts);
     builder.set_access(AllowAuthenticatedPeer);
-    Frontend::new(builder.build(), store, Trust::Transport)
+    Frontend::new(builder.build(), store, Trust::Transport, hosts)
 }
 
-fn builder(store: Arc<dyn Store>, config: &GatewayConfig) -> S3ServiceBuilder {
+fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) -> S3ServiceBuilder {
     let gateway = Gateway {
         store,
         max_object_size: config.max_object_size,
@@ -79,6 +94,7 @@ fn builder(store: Arc<dyn Store>, config: &GatewayConfig) -> S3ServiceBuilder {
     let mut s3s_config = S3Config::default();
     s3s_config.post_object_max_file_size = config.max_post_object_size;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_config))));
+    builder.set_host(hosts.clone());
     builder
 }
 

@@ -5,7 +5,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use crate::Gateway;
-use crate::body::{Trailer, request_body};
+use crate::body::{BodyChecks, request_body};
 use crate::convert;
 use crate::error::to_s3;
 use crate::put::{apply_write_conditions, requested_algorithms};
@@ -43,13 +43,13 @@ pub async fn create(
 }
 
 pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-    let trailer = Trailer::from_request(&req.headers, req.trailing_headers);
+    let checks = BodyChecks::from_request(&req)?;
     let input = req.input;
     gw.check_declared_size(input.content_length)?;
     convert::check_content_md5(input.content_md5.as_ref())?;
     let part_number = u32::try_from(input.part_number).map_err(|_| s3_error!(InvalidArgument, "bad part number"))?;
     let opts = PutOptions {
-        compute: requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, trailer.as_ref()),
+        compute: requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, checks.trailer()),
         content_md5: input.content_md5,
         expected: convert::header_checksums(
             input.checksum_crc32,
@@ -60,7 +60,7 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
         ),
         ..Default::default()
     };
-    let body = request_body(input.body, gw.max_object_size, trailer);
+    let body = request_body(input.body, gw.max_object_size, checks);
     let part = gw
         .store
         .upload_part(&input.bucket, &input.key, &input.upload_id, part_number, body, opts)

@@ -5,12 +5,12 @@ use s3s::dto::{ETagCondition, PutObjectInput, PutObjectOutput};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use crate::Gateway;
-use crate::body::{Trailer, request_body};
+use crate::body::{BodyChecks, request_body};
 use crate::convert;
 use crate::error::to_s3;
 
 pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-    let trailer = Trailer::from_request(&req.headers, req.trailing_headers);
+    let checks = BodyChecks::from_request(&req)?;
     let input = req.input;
     gw.check_declared_size(input.content_length)?;
     convert::check_content_md5(input.content_md5.as_ref())?;
@@ -25,7 +25,7 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
         ),
         ..PutOptions::default()
     };
-    opts.compute = requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, trailer.as_ref());
+    opts.compute = requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, checks.trailer());
     apply_write_conditions(&mut opts, input.if_match, input.if_none_match)?;
     let attrs = convert::attrs(
         input.content_type,
@@ -36,7 +36,7 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
         input.expires.as_ref(),
         input.metadata,
     );
-    let body = request_body(input.body, gw.max_object_size, trailer);
+    let body = request_body(input.body, gw.max_object_size, checks);
     let meta = gw
         .store
         .put_object(&input.bucket, &input.key, attrs, body, opts)
@@ -57,7 +57,10 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
 }
 
 /// The algorithms to compute and store: the one the client named, and the trailer's.
-pub fn requested_algorithms(named: Option<ChecksumAlgorithm>, trailer: Option<&Trailer>) -> Vec<ChecksumAlgorithm> {
+pub fn requested_algorithms(
+    named: Option<ChecksumAlgorithm>,
+    trailer: Option<&crate::body::Trailer>,
+) -> Vec<ChecksumAlgorithm> {
     let mut algos: Vec<_> = named.into_iter().chain(trailer.map(|t| t.algorithm)).collect();
     algos.dedup();
     algos

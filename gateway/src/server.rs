@@ -19,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::Trust;
+use crate::chunked;
 use crate::cors::{CorsPolicy, Preflight};
+use crate::host::RelayHosts;
 
 /// Cap on hyper's per-connection read buffer. Body chunks are slices of it, so this (times
 /// the store's channel depth) bounds the memory of every upload; hyper's default (~400 KiB)
@@ -32,14 +34,18 @@ pub struct Frontend {
     s3: S3Service,
     cors: CorsPolicy,
     trust: Trust,
+    hosts: RelayHosts,
+    store: Arc<dyn Store>,
 }
 
 impl Frontend {
-    pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>, trust: Trust) -> Self {
+    pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>, trust: Trust, hosts: RelayHosts) -> Self {
         Self {
             s3,
-            cors: CorsPolicy::new(store),
+            cors: CorsPolicy::new(store.clone()),
             trust,
+            hosts,
+            store,
         }
     }
 
@@ -59,14 +65,19 @@ impl Frontend {
             .serve_connection(TokioIo::new(io), service)
     }
 
-    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let mut req = req.map(Body::from);
         if self.trust == Trust::Transport {
             strip_signature(&mut req);
+            req = chunked::decode_trusted(req);
         }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let response = if method == Method::OPTIONS {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let response = if let Err(e) = self.hosts.check_not_misrouted(host, &*self.store).await {
+            error_response(StatusCode::BAD_REQUEST, &e)
+        } else if method == Method::OPTIONS {
             match self.cors.preflight(&path, req.headers()).await {
                 Preflight::Allowed(headers) => {
                     let mut res = Response::new(Body::empty());
@@ -86,7 +97,7 @@ impl Frontend {
             } else {
                 None
             };
-            let mut res = match self.s3.call(req.map(Body::from)).await {
+            let mut res = match self.s3.call(req).await {
                 Ok(res) => res,
                 Err(_) => {
                     let mut res = Response::new(Body::empty());
@@ -147,10 +158,27 @@ pub async fn serve_http(
     }
 }
 
-/// Removes SigV4 header and query-string auth from a request whose peer the transport has
-/// already authenticated, so that s3s treats it as admitted instead of checking a signature
-/// made with keys the relay does not know.
-fn strip_signature(req: &mut Request<Incoming>) {
+/// An S3 error document for a request refused before s3s sees it.
+fn error_response(status: StatusCode, e: &s3s::S3Error) -> Response<Body> {
+    let message = e.message().unwrap_or_default();
+    let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{escaped}</Message></Error>",
+        e.code().as_str()
+    );
+    let mut res = Response::new(Body::from(xml));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    res
+}
+
+/// Removes SigV4 and SigV2 header and query-string auth from a request whose peer the
+/// transport has already authenticated, so that s3s treats it as admitted instead of checking
+/// a signature made with keys the relay does not know.
+fn strip_signature(req: &mut Request<Body>) {
     req.headers_mut().remove(http::header::AUTHORIZATION);
     let Some(query) = req.uri().query() else {
         return;
@@ -174,7 +202,47 @@ fn strip_signature(req: &mut Request<Incoming>) {
     }
 }
 
+/// Query parameters of SigV4 and SigV2 presigned URLs (and the session token either may
+/// carry); nothing else, so that ordinary parameters such as `x-id` are kept.
 fn is_presign_param(param: &str) -> bool {
+    const PRESIGN: [&str; 10] = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "AWSAccessKeyId",
+        "Signature",
+        "Expires",
+    ];
     let name = param.split('=').next().unwrap_or_default();
-    name.len() > 6 && name[..6].eq_ignore_ascii_case("X-Amz-")
+    PRESIGN.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripped(uri: &str) -> String {
+        let mut req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        strip_signature(&mut req);
+        req.uri().to_string()
+    }
+
+    #[test]
+    fn presign_parameters_of_both_versions_go_and_others_stay() {
+        assert_eq!(
+            stripped("/b/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires=1700000000"),
+            "/b/k"
+        );
+        assert_eq!(
+            stripped("/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00&partNumber=2&uploadId=u"),
+            "/b/k?partNumber=2&uploadId=u"
+        );
+        assert_eq!(stripped("/b/k?x-id=GetObject"), "/b/k?x-id=GetObject");
+        // Non-ASCII parameter names never panic.
+        assert_eq!(stripped("/bkt/a?X-Amz%C3%A9=1"), "/bkt/a?X-Amz%C3%A9=1");
+    }
 }

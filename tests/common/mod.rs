@@ -3,6 +3,7 @@
 
 pub mod raw;
 pub mod stand_ins;
+pub mod tunnel;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials as AwsCredentials, Region};
@@ -220,5 +221,19 @@ pub async fn bucket_names(client: &Client) -> Vec<String> {
         .buckets()
         .iter()
         .filter_map(|b| b.name().map(str::to_owned))
+        .collect()
+}
+
+/// Every key in `bucket`, in listing order.
+pub async fn list_keys(client: &Client, bucket: &str) -> Vec<String> {
+    client
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
         .collect()
 }
