@@ -268,8 +268,8 @@ pub async fn connect(spec: &BackendSpec, options: &ConnectOptions) -> Result<Mir
             // rclone serves a directory's subdirectories as buckets: serve the parent, use
             // the last path component as the bucket, and create it first.
             let (name, path) = remote.split_once(':').expect("checked when parsed");
-            let path = path.trim_matches('/');
-            let (parent, bucket) = path.rsplit_once('/').unwrap_or(("", path));
+            let (parent, bucket) = rclone_parent_and_bucket(path);
+            let path = path.trim_end_matches('/');
             let rclone = RcloneOptions {
                 binary: options.rclone_binary.clone(),
                 config: options.rclone_config.clone(),
@@ -295,9 +295,30 @@ pub async fn connect(spec: &BackendSpec, options: &ConnectOptions) -> Result<Mir
     }
 }
 
+/// Splits an rclone path into the folder rclone serves and the bucket (its last component).
+/// A leading `/` is kept: on `local`, `sftp` or `alias` remotes `/srv/haven` is absolute and
+/// `srv/haven` is relative to rclone's working directory, which is not the same place.
+fn rclone_parent_and_bucket(path: &str) -> (&str, &str) {
+    let path = path.trim_end_matches('/');
+    match path.rsplit_once('/') {
+        Some(("", bucket)) => ("/", bucket),
+        Some((parent, bucket)) => (parent, bucket),
+        None => ("", path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rclone_paths_keep_their_leading_slash() {
+        assert_eq!(rclone_parent_and_bucket("/srv/haven"), ("/srv", "haven"));
+        assert_eq!(rclone_parent_and_bucket("/srv/haven/"), ("/srv", "haven"));
+        assert_eq!(rclone_parent_and_bucket("/haven"), ("/", "haven"));
+        assert_eq!(rclone_parent_and_bucket("a/b/haven"), ("a/b", "haven"));
+        assert_eq!(rclone_parent_and_bucket("haven"), ("", "haven"));
+    }
 
     #[test]
     fn uris_parse() {

@@ -1,6 +1,7 @@
 //! A relay started in-process on port 0 with its own data dir, and real clients for it.
 #![allow(dead_code)]
 
+pub mod mirror_set;
 pub mod raw;
 pub mod stand_ins;
 pub mod tunnel;
@@ -68,6 +69,16 @@ impl TestRelay {
     pub async fn restart(self) -> TestRelay {
         let TestRelay { relay, dir, config, .. } = self;
         relay.shutdown().await;
+        TestRelay::on(dir, config).await
+    }
+
+    /// Stops the relay and starts it again on the same data dir with a changed config.
+    pub async fn reconfigure(self, tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
+        let TestRelay {
+            relay, dir, mut config, ..
+        } = self;
+        relay.shutdown().await;
+        tweak(&mut config);
         TestRelay::on(dir, config).await
     }
 

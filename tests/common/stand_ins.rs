@@ -126,6 +126,44 @@ pub async fn hung_server() -> SocketAddr {
     addr
 }
 
+/// A TCP proxy to `upstream` that holds every piece of the answer back by `delay`: a slow
+/// provider (a far-away region, a loaded NAS). Closing either side closes the other.
+pub async fn slow_proxy(upstream: SocketAddr, delay: std::time::Duration) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    let _ = server_write.shutdown().await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            tokio::time::sleep(delay).await;
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = client_write.shutdown().await;
+                up.abort();
+            });
+        }
+    });
+    addr
+}
+
 /// Every file under `dir/.../blobs/`, relative to the `blobs` directory, with its bytes.
 pub fn blob_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     fn walk(dir: &Path, base: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {

@@ -26,14 +26,15 @@ pub struct BlobEntry {
 
 /// Where the blob with this id lives on every backend.
 pub fn blob_path(id: &str) -> String {
-    format!("blobs/{}/{id}", &id[..2.min(id.len())])
+    format!("blobs/{}/{id}", id.get(..2).unwrap_or(id))
 }
 
-/// The id back from a [`blob_path`], if it is one.
+/// The id back from a [`blob_path`], if it is one. Anything else found on a backend (a file a
+/// person or another program left there) is not ours: `None`, never a panic.
 pub fn blob_id(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("blobs/")?;
     let (dir, id) = rest.split_once('/')?;
-    (id.len() >= 2 && dir == &id[..2] && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    (id.len() >= 2 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.get(..2) == Some(dir)).then_some(id)
 }
 
 /// One backend's blobs.
@@ -76,7 +77,15 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef";
         assert_eq!(blob_path(id), format!("blobs/01/{id}"));
         assert_eq!(blob_id(&blob_path(id)), Some(id));
-        for other in ["blobs/02/0123", "doctor/x", "blobs/01/01/../x", "blobs/xy/xyz"] {
+        for other in [
+            "blobs/02/0123",
+            "doctor/x",
+            "blobs/01/01/../x",
+            "blobs/xy/xyz",
+            "blobs/é/éa",
+            "blobs/a/é",
+            "blobs/é",
+        ] {
             assert_eq!(blob_id(other), None, "{other}");
         }
     }

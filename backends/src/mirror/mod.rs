@@ -12,6 +12,7 @@
 mod catalog;
 mod fanout;
 mod health;
+mod inventory;
 mod rebuild;
 mod repair;
 mod verify;
@@ -113,6 +114,8 @@ pub struct Mirror {
     label: String,
     blobs: Arc<dyn Blobs>,
     health: Health,
+    /// Copies the catalog listed on this mirror that its inventory found gone, since start.
+    found_missing: std::sync::atomic::AtomicU64,
     /// Whatever keeps the backend alive (the supervised rclone), dropped with the mirror.
     _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -123,6 +126,7 @@ impl Mirror {
             label: label.into(),
             blobs,
             health: Health::default(),
+            found_missing: Default::default(),
             _guard: None,
         }
     }
@@ -166,6 +170,9 @@ pub struct MirrorStatus {
     pub bytes: u64,
     /// Objects this mirror is missing, to be copied by the repair loop.
     pub pending_repairs: u64,
+    /// Copies the catalog said this mirror held that its inventory found gone, since start:
+    /// the mirror lost them (a deleted folder, a provider's loss), or something deleted them.
+    pub copies_found_missing: u64,
 }
 
 /// The mirror set as a [`Store`].
@@ -344,6 +351,7 @@ impl Inner {
                     objects,
                     bytes,
                     pending_repairs: pending,
+                    copies_found_missing: m.found_missing.load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
             .collect()

@@ -3,10 +3,10 @@
 //! Each pass, per mirror: a mirror marked down is probed and, once it answers, marked up;
 //! every object it lacks (it was down for the write, is new to the set, or lost or corrupted
 //! its copy) is copied from a holder, checked against the ETag on the way; and now and then
-//! (and whenever it comes back) it is listed and blobs that nothing refers to are deleted,
-//! so it ends with exactly the catalog's blobs.
+//! (at start, whenever it comes back, and every sweep interval) it takes an [`inventory`]: copies
+//! the catalog expects but the mirror no longer lists are recorded as lost (and so repaired),
+//! and blobs that nothing refers to are deleted, so it ends with exactly the catalog's blobs.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,8 +14,8 @@ use futures::StreamExt;
 
 use super::catalog::{ObjectRecord, Record};
 use super::verify::EtagCheck;
-use super::{Inner, blob_trailer};
-use crate::blobs::{blob_id, blob_path};
+use super::{Inner, blob_trailer, inventory};
+use crate::blobs::blob_path;
 use crate::error::{Result, StoreError};
 
 pub(super) async fn run(inner: Arc<Inner>) {
@@ -52,10 +52,14 @@ async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) {
         }
         let due = swept[i].is_none_or(|at| at.elapsed() >= inner.options.sweep_interval);
         if due {
-            match sweep(inner, i).await {
-                Ok(removed) => {
-                    if removed > 0 {
-                        tracing::info!(mirror = %mirror.label, blobs = removed, "removed blobs nothing refers to");
+            match inventory::take(inner, i).await {
+                Ok(found) => {
+                    if found.strays_removed > 0 {
+                        tracing::info!(mirror = %mirror.label, blobs = found.strays_removed, "removed blobs nothing refers to");
+                    }
+                    if found.missing > 0 {
+                        tracing::warn!(mirror = %mirror.label, objects = found.missing, "copies the catalog expected are gone from the mirror; repairing them");
+                        inner.nudge.notify_one();
                     }
                     swept[i] = Some(Instant::now());
                 }
@@ -76,12 +80,17 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
         .map(|(b, o)| (b.to_owned(), o.clone()))
         .collect();
     let mut repaired = 0;
+    let mut without_copy = 0;
     for (bucket, object) in work {
-        if object.holders.is_empty() {
-            tracing::error!(mirror = %label, "an object has no good copy left on any mirror");
-            continue;
-        }
-        if !copy_one(inner, &bucket, &object, i).await? {
+        let restored = if object.holders.is_empty() {
+            // No mirror is known to hold a good copy: maybe this one does after all (a
+            // holder set emptied by an outage). Only a copy that checks out counts.
+            verify_copy(inner, i, &object).await?
+        } else {
+            copy_one(inner, &bucket, &object, i).await?
+        };
+        if !restored {
+            without_copy += usize::from(object.holders.is_empty());
             continue;
         }
         let (key, blob, mirror) = (object.meta.key.clone(), object.blob.clone(), label.clone());
@@ -106,11 +115,41 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
             inner.mirrors[i].blobs.delete(&blob_path(&object.blob)).await?;
         }
     }
+    if without_copy > 0 {
+        tracing::error!(mirror = %label, objects = without_copy, "objects have no good copy on this mirror nor any known holder");
+    }
     Ok(repaired)
+}
+
+/// Whether mirror `i`'s copy of `object` is whole and matches its ETag. `Err`: mirror `i`
+/// failed while being read.
+pub(super) async fn verify_copy(inner: &Arc<Inner>, i: usize, object: &ObjectRecord) -> Result<bool> {
+    let mut body = match inner.mirrors[i]
+        .blobs
+        .read(&blob_path(&object.blob), 0..object.meta.size)
+        .await
+    {
+        Ok(body) => body,
+        Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut check = EtagCheck::new(&object.meta);
+    let mut read = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        read += chunk.len() as u64;
+        check.update(&chunk);
+    }
+    Ok(read == object.meta.size && check.matches())
 }
 
 /// Copies one object's blob to mirror `i` from the first holder with a good copy. `Ok(false)`:
 /// no holder could provide one; `Err`: mirror `i` failed.
+///
+/// A source is blamed for a bad copy only when it is certain: the blob is missing, or every
+/// byte was read and they fail the ETag check. A source that is down, times out or drops the
+/// connection mid-copy is marked down and keeps its place among the holders; otherwise an
+/// outage would turn into the permanent loss of every copy it held.
 async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: usize) -> Result<bool> {
     let path = blob_path(&object.blob);
     let target = &inner.mirrors[i];
@@ -120,8 +159,12 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
         }
         let mut body = match inner.mirrors[src].blobs.read(&path, 0..object.meta.size).await {
             Ok(body) => body,
-            Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => {
+            Err(StoreError::NoSuchKey) => {
                 inner.copy_lost(bucket, &object.meta.key, &object.blob, src, "missing");
+                continue;
+            }
+            Err(StoreError::Corrupt(_)) => {
+                inner.copy_lost(bucket, &object.meta.key, &object.blob, src, "corrupt");
                 continue;
             }
             Err(e) => {
@@ -131,23 +174,31 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
         };
         let mut sink = target.blobs.create(&path).await?;
         let mut check = EtagCheck::new(&object.meta);
-        let mut source_failed = false;
+        let mut read = 0u64;
+        let mut source_error = None;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
+                    read += chunk.len() as u64;
                     check.update(&chunk);
                     if let Err(e) = sink.write(chunk).await {
                         sink.abort().await;
                         return Err(e);
                     }
                 }
-                Err(_) => {
-                    source_failed = true;
+                Err(e) => {
+                    source_error = Some(e);
                     break;
                 }
             }
         }
-        if source_failed || !check.matches() {
+        if source_error.is_some() || read < object.meta.size {
+            sink.abort().await;
+            let why = source_error.map_or_else(|| "the copy ended early".to_owned(), |e| e.to_string());
+            inner.mark_down(src, &StoreError::Unavailable(why));
+            continue;
+        }
+        if !check.matches() {
             sink.abort().await;
             inner.copy_lost(bucket, &object.meta.key, &object.blob, src, "corrupt");
             continue;
@@ -157,28 +208,4 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
         return Ok(true);
     }
     Ok(false)
-}
-
-/// Deletes blobs on mirror `i` that neither the catalog nor a write in progress refers to.
-async fn sweep(inner: &Arc<Inner>, i: usize) -> Result<usize> {
-    if !super::owned_by(&inner.mirrors[i], &inner.owner).await? {
-        tracing::error!(mirror = %inner.mirrors[i].label, "{}", StoreError::OwnedByAnother(inner.mirrors[i].label.clone()));
-        return Ok(0);
-    }
-    let found = inner.mirrors[i].blobs.list("blobs/").await?;
-    let referenced: HashSet<String> = {
-        let state = inner.catalog.read();
-        state.objects().map(|(_, o)| o.blob.clone()).collect()
-    };
-    let mut removed = 0;
-    for entry in found {
-        let Some(id) = blob_id(&entry.path) else { continue };
-        let busy = inner.in_flight.lock().expect("in-flight lock").contains(id);
-        if referenced.contains(id) || busy {
-            continue;
-        }
-        inner.mirrors[i].blobs.delete(&entry.path).await?;
-        removed += 1;
-    }
-    Ok(removed)
 }

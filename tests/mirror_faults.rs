@@ -1,0 +1,174 @@
+//! Faults that once cost acknowledged data on a mirror set, each with real servers really
+//! slowed, stopped or emptied: the stray sweep racing writes next to a slow mirror, a source
+//! that dies mid-repair, and a mirror whose folder vanishes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use backends::spec::BackendSpec;
+use common::mirror_set::{converged, identical, mirrored};
+use common::stand_ins::{BUCKET, S3sFs, s3_spec, slow_proxy};
+use common::{TestRelay, blob};
+
+fn statuses(relay: &TestRelay) -> Vec<backends::mirror::MirrorStatus> {
+    relay.relay.mirror_status().unwrap()
+}
+
+/// Writes and overwrites run while every repair pass takes inventory of every mirror, one of
+/// which answers late: no inventory may ever find a copy gone that the catalog counts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_repeated_sweeps_next_to_a_slow_mirror_keep_every_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
+    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
+    let slow = slow_proxy(s3s.addr, Duration::from_millis(150)).await;
+    let backends = vec![
+        BackendSpec::Fs(a.clone()),
+        BackendSpec::Fs(b.clone()),
+        s3_spec(&format!("http://{slow}"), "b"),
+    ];
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        cfg.storage.connect.timeout = Duration::from_secs(10);
+        cfg.storage.mirror.repair_interval = Duration::from_millis(20);
+        cfg.storage.mirror.sweep_interval = Duration::ZERO;
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (client, bucket) = (relay.client.clone(), bucket.clone());
+            tokio::spawn(async move {
+                for n in 0..18u64 {
+                    let key = format!("w{w}/k{}", n % 6);
+                    client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .body(blob(4096 + n as usize, w * 100 + n).into())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    converged(&relay).await;
+    let lost: Vec<_> = statuses(&relay)
+        .into_iter()
+        .filter(|m| m.copies_found_missing > 0)
+        .map(|m| (m.label, m.copies_found_missing))
+        .collect();
+    assert!(lost.is_empty(), "copies deleted under acknowledged objects: {lost:?}");
+    identical(&[a, b, c.join(BUCKET)], 24).await;
+    for w in 0..4u64 {
+        for k in 0..6u64 {
+            let n = 12 + k;
+            assert!(relay.get(&bucket, &format!("w{w}/k{k}")).await == blob(4096 + n as usize, w * 100 + n));
+        }
+    }
+}
+
+/// The only holder dies while a new mirror is being filled from it: that is an outage, not a
+/// corrupt copy, and once it is back every object is readable and the new mirror complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_dying_mid_repair_is_an_outage_not_a_loss() {
+    let work = tempfile::tempdir().unwrap();
+    let (fresh, held) = (work.path().join("fresh"), work.path().join("held"));
+    let s3s = S3sFs::start(&held, "127.0.0.1:0".parse().unwrap()).await;
+    // Slow enough that copies are mid-stream when the server is stopped.
+    let proxy = slow_proxy(s3s.addr, Duration::from_millis(15)).await;
+    let source = s3_spec(&format!("http://{proxy}"), "b");
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![source.clone()])).await;
+    let bucket = relay.bucket("circle").await;
+    let objects: Vec<(String, Vec<u8>)> = (0..30u64)
+        .map(|i| (format!("o{i}"), blob(768 * 1024 + i as usize, i)))
+        .collect();
+    for (key, body) in &objects {
+        relay.put(&bucket, key, body.clone()).await;
+    }
+    // A new mirror joins; while it is filled from the only holder, that holder goes down.
+    let fresh_spec = BackendSpec::Fs(fresh.clone());
+    let relay = relay
+        .reconfigure(|cfg| {
+            cfg.storage.backends = vec![source.clone(), fresh_spec];
+            cfg.storage.connect.retries = 0;
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::stand_ins::blob_files(&fresh).len() < 3 {
+        assert!(Instant::now() < deadline, "repair never started filling the new mirror");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = s3s.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s3s = S3sFs::start(&held, addr).await;
+
+    converged(&relay).await;
+    for (key, body) in &objects {
+        assert!(
+            &relay.get(&bucket, key).await == body,
+            "{key} readable after the outage"
+        );
+    }
+    identical(&[fresh.clone(), held.join(BUCKET)], objects.len()).await;
+    let relay = relay.restart().await;
+    converged(&relay).await;
+    for (key, body) in &objects {
+        assert!(&relay.get(&bucket, key).await == body, "{key} readable after a restart");
+    }
+    drop(s3s);
+}
+
+/// A mirror's folder is deleted, once while the relay runs and once while it is stopped: the
+/// relay notices that the copies are gone and fills the mirror again from the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_whose_folder_vanished_is_filled_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
+    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
+    let backends = vec![
+        BackendSpec::Fs(a.clone()),
+        BackendSpec::Fs(b.clone()),
+        s3_spec(&s3s.endpoint(), "b"),
+    ];
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        cfg.storage.mirror.sweep_interval = Duration::from_millis(500);
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+    let objects: Vec<(String, Vec<u8>)> = (0..20u64)
+        .map(|i| (format!("o{i}"), blob(20_000 + i as usize, i)))
+        .collect();
+    for (key, body) in &objects {
+        relay.put(&bucket, key, body.clone()).await;
+    }
+    converged(&relay).await;
+    let dirs = [a.clone(), b.clone(), c.join(BUCKET)];
+    identical(&dirs, objects.len()).await;
+
+    std::fs::remove_dir_all(a.join("blobs")).unwrap();
+    identical(&dirs, objects.len()).await;
+    assert!(
+        statuses(&relay)
+            .iter()
+            .any(|m| m.copies_found_missing == objects.len() as u64)
+    );
+
+    let relay = relay
+        .reconfigure(|cfg| cfg.storage.mirror.sweep_interval = Duration::from_secs(3600))
+        .await;
+    std::fs::remove_dir_all(b.join("blobs")).unwrap();
+    let relay = relay.restart().await;
+    identical(&dirs, objects.len()).await;
+    converged(&relay).await;
+    for (key, body) in &objects {
+        assert!(&relay.get(&bucket, key).await == body);
+    }
+}
