@@ -26,6 +26,10 @@ pub struct RelayConfig {
     pub storage: StorageConfig,
     /// The relay's own domain for virtual-hosted-style requests (`--s3-domain`).
     pub s3_domain: Option<String>,
+    /// Unfinished multipart uploads older than this are aborted (`--incomplete-upload-days`).
+    pub incomplete_upload_max_age: std::time::Duration,
+    /// How often they are looked for.
+    pub incomplete_upload_check: std::time::Duration,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -47,6 +51,8 @@ impl RelayConfig {
             no_storage: false,
             storage: StorageConfig::default(),
             s3_domain: None,
+            incomplete_upload_max_age: backends::upload_expiry::DEFAULT_MAX_AGE,
+            incomplete_upload_check: std::time::Duration::from_secs(3600),
         }
     }
 
@@ -70,6 +76,8 @@ pub struct ConfigFile {
     pub no_storage: Option<bool>,
     /// As for `--s3-domain`.
     pub s3_domain: Option<String>,
+    /// As for `--incomplete-upload-days`.
+    pub incomplete_upload_days: Option<u64>,
     /// Backend URIs, as for `--backend`.
     pub backends: Option<Vec<String>>,
     /// Named S3 key pairs that `s3://...&credentials=NAME` backends refer to.

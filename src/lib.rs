@@ -27,6 +27,8 @@ pub struct Relay {
     http: Option<HttpListener>,
     tunnel: Option<tunnel::TunnelServer>,
     mirrors: Option<Arc<backends::mirror::MirrorStore>>,
+    /// Aborts unfinished multipart uploads past their age; `None` without storage.
+    upload_expiry: Option<JoinHandle<()>>,
 }
 
 struct HttpListener {
@@ -43,6 +45,13 @@ impl Relay {
             "no transport selected: pass --link (the circle link from the app) and/or --s3"
         );
         let storage::OpenedStore { store, mirrors } = storage::open(config).await?;
+        let upload_expiry = (!config.no_storage).then(|| {
+            backends::upload_expiry::spawn(
+                store.clone(),
+                config.incomplete_upload_max_age,
+                config.incomplete_upload_check,
+            )
+        });
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config
@@ -67,7 +76,12 @@ impl Relay {
             ),
             None => None,
         };
-        Ok(Relay { http, tunnel, mirrors })
+        Ok(Relay {
+            http,
+            tunnel,
+            mirrors,
+            upload_expiry,
+        })
     }
 
     /// Where the plain-HTTP S3 endpoint listens (the real port when 0 was asked for).
@@ -92,6 +106,9 @@ impl Relay {
 
     /// Stops accepting, lets in-flight requests finish (bounded by [`SHUTDOWN_GRACE`]).
     pub async fn shutdown(self) {
+        if let Some(expiry) = self.upload_expiry {
+            expiry.abort();
+        }
         if let Some(http) = self.http {
             let _ = http.stop.send(());
             let _ = http.server.await;

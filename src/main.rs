@@ -219,6 +219,9 @@ struct RunArgs {
     /// (path-style keeps working). Without it, only path-style addressing is served.
     #[arg(long, env = "HAVEN_RELAY_S3_DOMAIN")]
     s3_domain: Option<String>,
+    /// Unfinished multipart uploads older than this many days are aborted (default 7).
+    #[arg(long, env = "HAVEN_RELAY_INCOMPLETE_UPLOAD_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    incomplete_upload_days: Option<u64>,
     /// Largest object accepted, in bytes.
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     max_object_size: Option<u64>,
@@ -382,6 +385,10 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         );
     }
     config.no_storage = args.no_storage || file.no_storage.unwrap_or(false);
+    if let Some(days) = args.incomplete_upload_days.or(file.incomplete_upload_days) {
+        anyhow::ensure!(days >= 1, "incomplete_upload_days must be at least 1");
+        config.incomplete_upload_max_age = Duration::from_secs(days * 24 * 3600);
+    }
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
         config.max_object_size = max;
     }

@@ -264,3 +264,63 @@ async fn list_multipart_uploads_pages_by_key_and_upload_id() {
     started.sort();
     assert_eq!(seen, started, "every upload exactly once across pages");
 }
+
+/// An upload nobody completes (a client or relay killed mid-way) is aborted once it is older
+/// than the relay's maximum age, parts and all; a younger one is left alone.
+#[tokio::test]
+async fn unfinished_uploads_expire_and_younger_ones_stay() {
+    let r = common::start_with(|c| {
+        c.incomplete_upload_max_age = std::time::Duration::from_secs(2);
+        c.incomplete_upload_check = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let bucket = r.bucket("uploads").await;
+    let files_before = r.files().len();
+    let (old, _) = common::upload_parts(&r.client, &bucket, "old", &[blob(1 << 20, 1)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (young, _) = common::upload_parts(&r.client, &bucket, "young", &[blob(1 << 20, 2)]).await;
+    let listed = |r: &common::TestRelay| {
+        let (client, bucket) = (r.client.clone(), bucket.clone());
+        async move {
+            client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .send()
+                .await
+                .unwrap()
+                .uploads()
+                .iter()
+                .map(|u| u.upload_id().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ids = listed(&r).await;
+        if !ids.contains(&old) {
+            assert!(ids.contains(&young), "the younger upload was kept: {ids:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the old upload never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let err = r
+        .client
+        .upload_part()
+        .bucket(&bucket)
+        .key("old")
+        .upload_id(&old)
+        .part_number(2)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::code(&err), "NoSuchUpload");
+    // Then the younger one goes too, and no part file is left behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !listed(&r).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the younger upload never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(r.files().len(), files_before, "parts left on disk");
+}

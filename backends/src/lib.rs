@@ -18,6 +18,7 @@ pub mod no_storage;
 pub mod rclone;
 pub mod spec;
 mod store;
+pub mod upload_expiry;
 
 pub use error::{Result, StoreError};
 pub use model::*;
