@@ -89,6 +89,19 @@ async fn chunk_signed_uploads_through_connect_store_exactly_the_payload() {
             assert_eq!(status, 200, "{key}: {text}");
             let got = r.get("sealed", &key["/sealed/".len()..]).await;
             assert!(got == data, "{key}: stored {} bytes, sent {}", got.len(), data.len());
+            let head = r
+                .client
+                .head_object()
+                .bucket("sealed")
+                .key(&key["/sealed/".len()..])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                head.content_encoding(),
+                None,
+                "{key}: the request's framing is not the object's encoding"
+            );
         }
     }
 

@@ -46,11 +46,23 @@ pub fn attrs(
         content_type,
         cache_control,
         content_disposition,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_language,
         expires: expires_to_string(expires),
         user_metadata: metadata.unwrap_or_default().into_iter().collect(),
     }
+}
+
+/// `aws-chunked` describes how a request body was framed, not the object: AWS drops it from
+/// the stored Content-Encoding (`gzip, aws-chunked` is stored as `gzip`), and so do we, or a GET
+/// would claim a framing its body does not have.
+fn without_aws_chunked(encoding: &str) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 pub fn user_metadata(meta: &ObjectMeta) -> Option<dto::Metadata> {
@@ -129,5 +141,18 @@ pub fn owner() -> dto::Owner {
     dto::Owner {
         display_name: Some("haven-relay".into()),
         id: Some("haven-relay".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_the_objects_encoding() {
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(without_aws_chunked("gzip, aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(without_aws_chunked("AWS-CHUNKED,gzip").as_deref(), Some("gzip"));
+        assert_eq!(without_aws_chunked("gzip").as_deref(), Some("gzip"));
     }
 }
