@@ -54,23 +54,44 @@ pub(super) async fn take(inner: &Arc<Inner>, i: usize) -> Result<Inventory> {
         .collect();
 
     // A blob shorter than its object cannot be a good copy, whatever its trailer.
-    let lost: Vec<Record> = expected
+    let gone: Vec<(String, String, String)> = expected
         .into_iter()
         .filter(|(_, _, blob, size)| sizes.get(blob.as_str()).is_none_or(|listed| listed < size))
-        .map(|(bucket, key, blob, _)| Record::Holder {
-            bucket,
-            key,
-            blob,
-            mirror: mirror.label.clone(),
-            has: false,
-        })
+        .map(|(bucket, key, blob, _)| (bucket, key, blob))
         .collect();
-    let missing = lost.len();
+    // An object overwritten or deleted since the first look had its old blob deleted on
+    // purpose; only copies the catalog still counts on are lost.
+    let label = mirror.label.clone();
+    let missing = if gone.is_empty() {
+        0
+    } else {
+        inner
+            .catalog
+            .change(move |state| {
+                let lost: Vec<Record> = gone
+                    .into_iter()
+                    .filter(|(bucket, key, blob)| {
+                        state
+                            .object(bucket, key)
+                            .is_ok_and(|o| &o.blob == blob && o.holders.contains(&label))
+                    })
+                    .map(|(bucket, key, blob)| Record::Holder {
+                        bucket,
+                        key,
+                        blob,
+                        mirror: label.clone(),
+                        has: false,
+                    })
+                    .collect();
+                let n = lost.len();
+                Ok((lost, n))
+            })
+            .await?
+    };
     if missing > 0 {
         mirror
             .found_missing
             .fetch_add(missing as u64, std::sync::atomic::Ordering::Relaxed);
-        inner.catalog.change(move |_| Ok((lost, ()))).await?;
     }
 
     let strays: Vec<&str> = {
