@@ -14,24 +14,7 @@ use common::stand_ins::{self, BUCKET, S3sFs, blob_files, s3_spec};
 use common::{TestRelay, blob, code};
 
 async fn list_keys(relay: &TestRelay, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = relay
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_continuation_token(token)
-            .max_keys(7)
-            .send()
-            .await
-            .unwrap();
-        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_owned()));
-        match out.next_continuation_token {
-            Some(t) => token = Some(t),
-            None => return keys,
-        }
-    }
+    common::list_keys_paged(&relay.client, bucket, 7).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

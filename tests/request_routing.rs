@@ -63,12 +63,18 @@ async fn chunk_signed_put(
     send(addr, &format!("PUT {path} HTTP/1.1"), &signed, &framed).await
 }
 
-#[tokio::test]
-async fn chunk_signed_uploads_through_connect_store_exactly_the_payload() {
+/// A relay with bucket `sealed`, and a `connect` forwarder for one of its members.
+async fn member_relay() -> (TestRelay, SocketAddr) {
     let member = SecretKey::generate();
     let r = relay_for(&[member.public()]).await;
     let local = forwarder(&member, &r).await;
     r.bucket("sealed").await;
+    (r, local)
+}
+
+#[tokio::test]
+async fn chunk_signed_uploads_through_connect_store_exactly_the_payload() {
+    let (r, local) = member_relay().await;
 
     let cases = [
         ("empty", 0usize, 65536usize),
@@ -179,10 +185,7 @@ async fn lying_about_the_length(addr: SocketAddr, path: &str, signed_by_relay_ke
 
 #[tokio::test]
 async fn a_payload_longer_or_shorter_than_announced_is_refused_on_both_transports() {
-    let member = SecretKey::generate();
-    let r = relay_for(&[member.public()]).await;
-    let local = forwarder(&member, &r).await;
-    r.bucket("sealed").await;
+    let (r, local) = member_relay().await;
 
     let (status, text) = lying_about_the_length(r.addr, "/sealed/http", true).await;
     assert_eq!(status, 400, "HTTP: {text}");
@@ -194,10 +197,7 @@ async fn a_payload_longer_or_shorter_than_announced_is_refused_on_both_transport
 
 #[tokio::test]
 async fn sigv2_presigned_urls_and_odd_query_names_work_through_the_tunnel() {
-    let member = SecretKey::generate();
-    let r = relay_for(&[member.public()]).await;
-    let local = forwarder(&member, &r).await;
-    r.bucket("sealed").await;
+    let (r, local) = member_relay().await;
     r.put("sealed", "photo", b"sealed bytes".to_vec()).await;
 
     let host = vec![("host".to_owned(), local.to_string())];
@@ -240,6 +240,13 @@ async fn a_host_naming_a_bucket_is_never_read_as_path_style() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("--s3-domain"), "{text}");
     assert!(common::list_keys(&r.client, "sync500").await.is_empty());
+    // Unsigned, the same request learns nothing about which buckets exist.
+    for host in [format!("photos.localhost:{port}"), format!("nothere.localhost:{port}")] {
+        let headers = vec![("host".to_owned(), host), ("content-length".to_owned(), "4".to_owned())];
+        let (status, text) = send(r.addr, "PUT /sync500/evil.txt HTTP/1.1", &headers, b"evil").await;
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("AccessDenied"), "{text}");
+    }
     assert!(common::list_keys(&r.client, "photos").await.is_empty());
 
     // Hosts that do not name a bucket keep working path-style.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::store::Store;
 
 /// The default maximum age of an unfinished upload.
@@ -23,12 +23,20 @@ pub async fn abort_stale(store: &dyn Store, max_age: Duration) -> Result<usize> 
     let cutoff = now_ms.saturating_sub(max_age.as_millis() as i64);
     let mut aborted = 0;
     for bucket in store.list_buckets().await? {
-        for upload in store.list_multipart_uploads(&bucket.name, "").await? {
-            if upload.initiated_ms <= cutoff {
-                store
-                    .abort_multipart(&bucket.name, &upload.key, &upload.upload_id)
-                    .await?;
-                aborted += 1;
+        // A bucket deleted or an upload completed meanwhile is no reason to stop the pass.
+        let uploads = match store.list_multipart_uploads(&bucket.name, "").await {
+            Ok(uploads) => uploads,
+            Err(StoreError::NoSuchBucket) => continue,
+            Err(e) => return Err(e),
+        };
+        for upload in uploads.into_iter().filter(|u| u.initiated_ms <= cutoff) {
+            match store
+                .abort_multipart(&bucket.name, &upload.key, &upload.upload_id)
+                .await
+            {
+                Ok(()) => aborted += 1,
+                Err(StoreError::NoSuchUpload | StoreError::NoSuchBucket) => {}
+                Err(e) => return Err(e),
             }
         }
     }

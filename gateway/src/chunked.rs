@@ -98,7 +98,7 @@ where
 {
     let decoder = Decoder {
         body,
-        buf: BytesMut::new(),
+        rest: Bytes::new(),
         state: State::Header,
         trailers,
         eof: false,
@@ -130,7 +130,8 @@ enum State {
 
 struct Decoder<S> {
     body: S,
-    buf: BytesMut,
+    /// What has arrived and is not yet parsed or passed on: a slice of the body's own buffers.
+    rest: Bytes,
     state: State,
     trailers: DecodedTrailers,
     eof: bool,
@@ -141,37 +142,45 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Into<s3s::StdError>,
 {
-    /// Reads more of the framed body into `buf`; `false` at its end.
-    async fn fill(&mut self) -> Result<bool, s3s::StdError> {
-        if self.eof {
-            return Ok(false);
-        }
-        match self.body.next().await {
-            Some(Ok(bytes)) => {
-                self.buf.extend_from_slice(&bytes);
-                Ok(true)
-            }
-            Some(Err(e)) => Err(e.into()),
-            None => {
-                self.eof = true;
-                Ok(false)
+    /// The next piece of the framed body, skipping empty ones; `None` at its end.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>, s3s::StdError> {
+        while !self.eof {
+            match self.body.next().await {
+                Some(Ok(bytes)) if bytes.is_empty() => {}
+                Some(Ok(bytes)) => return Ok(Some(bytes)),
+                Some(Err(e)) => return Err(e.into()),
+                None => self.eof = true,
             }
         }
+        Ok(None)
     }
 
-    /// One line without its CRLF, or `None` at the end of the body.
+    /// One line without its CRLF, or `None` at the end of the body. A line that lies within
+    /// one piece of the body is sliced out of it; only one that spans pieces is copied.
     async fn line(&mut self, max: usize) -> Result<Option<Bytes>, s3s::StdError> {
+        if let Some(at) = crlf(&self.rest) {
+            let line = self.rest.split_to(at);
+            self.rest.advance(2);
+            return Ok(Some(line));
+        }
+        let mut joined = BytesMut::from(&self.rest[..]);
         loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf.split_to(at).freeze();
-                self.buf.advance(2);
+            if let Some(at) = crlf(&joined) {
+                let line = joined.split_to(at).freeze();
+                joined.advance(2);
+                self.rest = joined.freeze();
                 return Ok(Some(line));
             }
-            if self.buf.len() > max {
+            if joined.len() > max {
                 return Err(BodyError::Malformed("an aws-chunked line is too long").into());
             }
-            if !self.fill().await? {
-                return Ok(None);
+            match self.next_piece().await? {
+                Some(piece) => joined.extend_from_slice(&piece),
+                None if joined.is_empty() => {
+                    self.rest = Bytes::new();
+                    return Ok(None);
+                }
+                None => return Err(BodyError::Malformed("the body ended inside a line").into()),
             }
         }
     }
@@ -188,11 +197,14 @@ where
                     self.state = if size == 0 { State::Trailers } else { State::Data(size) };
                 }
                 State::Data(left) => {
-                    if self.buf.is_empty() && !self.fill().await? {
-                        return Err(BodyError::Malformed("the body ended inside a chunk").into());
+                    if self.rest.is_empty() {
+                        self.rest = self
+                            .next_piece()
+                            .await?
+                            .ok_or(BodyError::Malformed("the body ended inside a chunk"))?;
                     }
-                    let take = (self.buf.len() as u64).min(left) as usize;
-                    let data = self.buf.split_to(take).freeze();
+                    let take = (self.rest.len() as u64).min(left) as usize;
+                    let data = self.rest.split_to(take);
                     let left = left - take as u64;
                     self.state = if left == 0 { State::DataEnd } else { State::Data(left) };
                     return Ok(Some(data));
@@ -240,13 +252,22 @@ where
             map.append(name, value);
         }
         // Nothing but line ends may follow the trailers.
-        while self.fill().await? {}
-        if self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n')) {
-            return Err(BodyError::Malformed("bytes after the last aws-chunked chunk").into());
+        loop {
+            if self.rest.iter().any(|b| !matches!(b, b'\r' | b'\n')) {
+                return Err(BodyError::Malformed("bytes after the last aws-chunked chunk").into());
+            }
+            match self.next_piece().await? {
+                Some(piece) => self.rest = piece,
+                None => break,
+            }
         }
         *self.trailers.0.lock().expect("trailers lock") = Some(map);
         Ok(())
     }
+}
+
+fn crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\r\n")
 }
 
 /// The size in a chunk header: hex digits, then nothing or `;extensions`.

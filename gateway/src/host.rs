@@ -8,7 +8,10 @@
 //! the name of an existing bucket anywhere else is refused, since it was almost certainly
 //! meant for that bucket.
 
+use std::sync::Arc;
+
 use backends::Store;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
@@ -28,13 +31,12 @@ impl RelayHosts {
         }
     }
 
-    /// The bucket a virtual-hosted `host` names under one of our domains.
-    fn bucket_of<'h>(&self, host: &'h str) -> Option<&'h str> {
-        let name = without_port(host);
+    /// The bucket a virtual-hosted `host` names under one of our domains, lowercased.
+    fn bucket_of(&self, host: &str) -> Option<String> {
+        let name = without_port(host).to_ascii_lowercase();
         self.domains.iter().find_map(|d| {
-            let prefix = name.len().checked_sub(d.len() + 1)?;
-            let (bucket, rest) = name.split_at(prefix);
-            (rest.get(1..)?.eq_ignore_ascii_case(d) && rest.starts_with('.') && !bucket.is_empty()).then_some(bucket)
+            let bucket = name.strip_suffix(d.as_str())?.strip_suffix('.')?;
+            (!bucket.is_empty()).then(|| bucket.to_owned())
         })
     }
 
@@ -44,6 +46,9 @@ impl RelayHosts {
     }
 
     /// Refuses a request whose Host looks like `<existing bucket>.<something not ours>`.
+    ///
+    /// The answer tells whether a bucket exists, so it is asked only of callers already
+    /// admitted: after SigV4 on HTTP ([`MisrouteCheck`]), after admission on the tunnel.
     pub async fn check_not_misrouted(&self, host: Option<&str>, store: &dyn Store) -> S3Result<()> {
         let Some(host) = host else { return Ok(()) };
         if self.is_ours(host) || self.bucket_of(host).is_some() {
@@ -71,10 +76,31 @@ impl RelayHosts {
     }
 }
 
+/// s3s's access check for the SigV4 frontend: s3s's own (a signature is required), then the
+/// misroute check, so that an unsigned request cannot probe which buckets exist.
+pub struct MisrouteCheck {
+    pub hosts: RelayHosts,
+    pub store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for MisrouteCheck {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Signature is required",
+            ));
+        }
+        let host = cx.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        self.hosts.check_not_misrouted(host, &*self.store).await
+    }
+}
+
 impl S3Host for RelayHosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
         match self.bucket_of(host) {
-            Some(bucket) => Ok(VirtualHost::new(host).with_bucket(bucket.to_ascii_lowercase())),
+            Some(bucket) => Ok(VirtualHost::new(host).with_bucket(bucket)),
             None => Ok(VirtualHost::new(host)),
         }
     }
@@ -99,14 +125,19 @@ mod tests {
     #[test]
     fn buckets_come_only_from_our_domains() {
         let hosts = RelayHosts::new(["s3.example.org".to_owned()]);
-        assert_eq!(hosts.bucket_of("photos.s3.example.org:8333"), Some("photos"));
-        assert_eq!(hosts.bucket_of("Photos.S3.Example.Org"), Some("Photos"));
-        assert_eq!(hosts.bucket_of("s3.example.org"), None);
-        assert_eq!(hosts.bucket_of(".s3.example.org"), None);
-        assert_eq!(hosts.bucket_of("photos.evil-s3.example.org"), None);
-        assert_eq!(hosts.bucket_of("photoss3.example.org"), None);
-        assert_eq!(hosts.bucket_of("photos.localhost"), None);
-        assert_eq!(hosts.bucket_of("é.s3.example.org"), Some("é"));
+        let bucket = |h: &str| hosts.bucket_of(h);
+        assert_eq!(bucket("photos.s3.example.org:8333").as_deref(), Some("photos"));
+        assert_eq!(bucket("Photos.S3.Example.Org").as_deref(), Some("photos"));
+        for other in [
+            "s3.example.org",
+            ".s3.example.org",
+            "photos.evil-s3.example.org",
+            "photoss3.example.org",
+            "photos.localhost",
+            "éé3.example.org",
+        ] {
+            assert_eq!(bucket(other), None, "{other}");
+        }
         assert!(hosts.is_ours("s3.example.org:80"));
         assert_eq!(without_port("[::1]:80"), "[::1]");
         assert_eq!(without_port("[::1]"), "[::1]");

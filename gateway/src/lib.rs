@@ -66,12 +66,17 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
         config.access_key.clone(),
         config.secret_key.as_str(),
     ));
+    builder.set_access(host::MisrouteCheck {
+        hosts: hosts.clone(),
+        store: store.clone(),
+    });
     Frontend::new(builder.build(), store, Trust::SigV4, hosts)
 }
 
 /// Builds the frontend for a transport that has already authenticated its peer (the iroh
 /// tunnel admits circle members only): the same S3 service, without SigV4. Signatures that
-/// clients add anyway are ignored rather than checked against keys they do not have.
+/// clients add anyway are ignored rather than checked against keys they do not have. (s3s
+/// consults an access check only when auth is set, so there is none to relax here.)
 pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(
         config
@@ -80,8 +85,7 @@ pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Fronte
             .into_iter()
             .chain([host::TUNNEL_HOST.to_owned()]),
     );
-    let mut builder = builder(store.clone(), config, &hosts);
-    builder.set_access(AllowAuthenticatedPeer);
+    let builder = builder(store.clone(), config, &hosts);
     Frontend::new(builder.build(), store, Trust::Transport, hosts)
 }
 
@@ -103,14 +107,4 @@ fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) ->
 pub enum Trust {
     SigV4,
     Transport,
-}
-
-/// s3s's access check for [`Trust::Transport`]: the peer was admitted before any request.
-struct AllowAuthenticatedPeer;
-
-#[async_trait::async_trait]
-impl s3s::access::S3Access for AllowAuthenticatedPeer {
-    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
-        Ok(())
-    }
 }

@@ -74,8 +74,7 @@ impl Frontend {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-        let response = if let Err(e) = self.hosts.check_not_misrouted(host, &*self.store).await {
+        let response = if let Err(e) = self.check_tunnel_host(&req).await {
             error_response(StatusCode::BAD_REQUEST, &e)
         } else if method == Method::OPTIONS {
             match self.cors.preflight(&path, req.headers()).await {
@@ -117,6 +116,19 @@ impl Frontend {
             tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
         }
         response
+    }
+}
+
+impl Frontend {
+    /// On the tunnel there is no SigV4, so no s3s access check: the Host that names a bucket
+    /// is refused here, for members only. (Over HTTP it is part of the access check, after the
+    /// signature, so strangers cannot probe which buckets exist.)
+    async fn check_tunnel_host(&self, req: &Request<Body>) -> s3s::S3Result<()> {
+        if self.trust != Trust::Transport {
+            return Ok(());
+        }
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        self.hosts.check_not_misrouted(host, &*self.store).await
     }
 }
 

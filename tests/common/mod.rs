@@ -237,14 +237,26 @@ pub async fn bucket_names(client: &Client) -> Vec<String> {
 
 /// Every key in `bucket`, in listing order.
 pub async fn list_keys(client: &Client, bucket: &str) -> Vec<String> {
-    client
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect()
+    list_keys_paged(client, bucket, 1000).await
+}
+
+/// Every key in `bucket`, fetched `page` keys at a time by following continuation tokens.
+pub async fn list_keys_paged(client: &Client, bucket: &str, page: i32) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .max_keys(page)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        match out.next_continuation_token {
+            Some(t) => token = Some(t),
+            None => return keys,
+        }
+    }
 }
