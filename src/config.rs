@@ -24,8 +24,8 @@ pub struct RelayConfig {
     pub no_storage: bool,
     /// Where objects go when storage is on.
     pub storage: StorageConfig,
-    /// The relay's own domain for virtual-hosted-style requests (`--s3-domain`).
-    pub s3_domain: Option<String>,
+    /// Host names the relay answers to besides `localhost` and IP addresses (`--s3-domain`).
+    pub s3_domains: Vec<String>,
     /// Unfinished multipart uploads older than this are aborted (`--incomplete-upload-days`).
     pub incomplete_upload_max_age: std::time::Duration,
     /// How often they are looked for.
@@ -50,7 +50,7 @@ impl RelayConfig {
             max_object_size: gateway::GatewayConfig::DEFAULT_MAX_OBJECT_SIZE,
             no_storage: false,
             storage: StorageConfig::default(),
-            s3_domain: None,
+            s3_domains: Vec::new(),
             incomplete_upload_max_age: backends::upload_expiry::DEFAULT_MAX_AGE,
             incomplete_upload_check: std::time::Duration::from_secs(3600),
         }
@@ -75,7 +75,7 @@ pub struct ConfigFile {
     pub iroh_relay_ca: Option<PathBuf>,
     pub no_storage: Option<bool>,
     /// As for `--s3-domain`.
-    pub s3_domain: Option<String>,
+    pub s3_domains: Option<Vec<String>>,
     /// As for `--incomplete-upload-days`.
     pub incomplete_upload_days: Option<u64>,
     /// Backend URIs, as for `--backend`.
@@ -89,6 +89,10 @@ pub struct ConfigFile {
     /// Per attempt of one remote backend operation.
     pub backend_timeout_secs: Option<u64>,
     pub repair_interval_secs: Option<u64>,
+    /// As for `--scrub-rate`.
+    pub scrub_rate: Option<u64>,
+    /// Hours from the start of one scrub round to the next.
+    pub scrub_interval_hours: Option<u64>,
 }
 
 impl ConfigFile {

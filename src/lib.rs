@@ -59,7 +59,7 @@ impl Relay {
                 .min(gateway::GatewayConfig::DEFAULT_MAX_POST_OBJECT_SIZE),
             access_key: credentials.access_key.clone(),
             secret_key: credentials.secret_key.clone(),
-            s3_domain: config.s3_domain.clone(),
+            s3_domains: config.s3_domains.clone(),
         };
         let http = match config.s3_addr {
             Some(addr) => Some(start_http(addr, gateway::frontend(store.clone(), &gateway_config)).await?),

@@ -85,6 +85,10 @@ struct StorageArgs {
     /// rebuild the catalog from them.
     #[arg(long)]
     take_over: bool,
+    /// Bytes per second the background scrub may read to check every copy on the mirrors
+    /// (default 8 MiB/s; 0 turns it off).
+    #[arg(long, env = "HAVEN_RELAY_SCRUB_RATE")]
+    scrub_rate: Option<u64>,
     /// A relay.json whose settings apply where no flag or variable is given.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -136,6 +140,12 @@ impl StorageArgs {
         mirror.take_over = self.take_over;
         if let Some(secs) = file.repair_interval_secs {
             mirror.repair_interval = Duration::from_secs(secs.max(1));
+        }
+        if let Some(rate) = self.scrub_rate.or(file.scrub_rate) {
+            mirror.scrub_rate = rate;
+        }
+        if let Some(hours) = file.scrub_interval_hours {
+            mirror.scrub_interval = Duration::from_secs(hours.max(1) * 3600);
         }
         Ok(StorageConfig {
             backends,
@@ -215,10 +225,11 @@ struct RunArgs {
     s3_port: Option<u16>,
     #[command(flatten)]
     keys: KeyArgs,
-    /// The relay's own domain: `<bucket>.<domain>` is then served virtual-hosted style
-    /// (path-style keeps working). Without it, only path-style addressing is served.
-    #[arg(long, env = "HAVEN_RELAY_S3_DOMAIN")]
-    s3_domain: Option<String>,
+    /// A host name clients reach this relay by (repeatable; `localhost` and IP addresses
+    /// always work): path-style on it, virtual-hosted style on `<bucket>.<name>`. Requests
+    /// to other dotted names are refused, since their bucket could be misread.
+    #[arg(long = "s3-domain", env = "HAVEN_RELAY_S3_DOMAINS", value_delimiter = ',')]
+    s3_domains: Vec<String>,
     /// Unfinished multipart uploads older than this many days are aborted (default 7).
     #[arg(long, env = "HAVEN_RELAY_INCOMPLETE_UPLOAD_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
     incomplete_upload_days: Option<u64>,
@@ -337,6 +348,25 @@ async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
             None => say!("  pending repairs:  unknown"),
         }
     }
+    match backends::mirror::ScrubProgress::load(&config.data_dir.join("catalog")) {
+        Some(p) => match p.round_finished {
+            Some(_) => say!(
+                "scrub: {} round(s) done; the last checked {} copies ({} bytes), {} bad and repaired",
+                p.rounds_completed,
+                p.copies_checked,
+                p.bytes_checked,
+                p.bad_copies
+            ),
+            None => say!(
+                "scrub: round {} under way, {} copies ({} bytes) checked so far, {} bad",
+                p.rounds_completed + 1,
+                p.copies_checked,
+                p.bytes_checked,
+                p.bad_copies
+            ),
+        },
+        None => say!("scrub: no round recorded yet"),
+    }
     if let Ok(version) = backends::rclone::version(&backends::rclone::RcloneOptions {
         binary: config.storage.connect.rclone_binary.clone(),
         config: None,
@@ -392,8 +422,12 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
         config.max_object_size = max;
     }
-    config.s3_domain = args.s3_domain.clone().or(file.s3_domain.clone());
-    if let Some(domain) = &config.s3_domain {
+    config.s3_domains = if args.s3_domains.is_empty() {
+        file.s3_domains.clone().unwrap_or_default()
+    } else {
+        args.s3_domains.clone()
+    };
+    for domain in &config.s3_domains {
         anyhow::ensure!(
             haven_relay::config::valid_domain(domain),
             "--s3-domain {domain:?} is not a host name (letters, digits, '-' and dots, no port)"
@@ -412,12 +446,15 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(endpoint) = relay.endpoint() {
-        match &config.s3_domain {
-            Some(domain) => say!(
-                "  S3 endpoint:  {endpoint} (path-style, or virtual-hosted under {domain}; SigV4, region us-east-1)"
-            ),
-            None => say!("  S3 endpoint:  {endpoint} (path-style, SigV4, region us-east-1)"),
-        }
+        say!("  S3 endpoint:  {endpoint} (SigV4, region us-east-1)");
+        let names: Vec<&str> = ["localhost"]
+            .into_iter()
+            .chain(config.s3_domains.iter().map(String::as_str))
+            .collect();
+        say!(
+            "  host names:   IP addresses, {} (path-style; <bucket>.NAME virtual-hosted); add others with --s3-domain",
+            names.join(", ")
+        );
         say!(
             "  credentials:  haven-relay credentials --data-dir {}",
             config.data_dir.display()

@@ -172,3 +172,44 @@ async fn a_mirror_whose_folder_vanished_is_filled_again() {
         assert!(&relay.get(&bucket, key).await == body);
     }
 }
+
+/// Copies nobody reads are checked anyway: the scrub finds bytes flipped on a mirror's disk
+/// and has them repaired before any read needs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrub_finds_flipped_bytes_nobody_read_and_repairs_them() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
+    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
+    let backends = vec![
+        BackendSpec::Fs(a.clone()),
+        BackendSpec::Fs(b.clone()),
+        s3_spec(&s3s.endpoint(), "b"),
+    ];
+    let relay = common::start_with(|cfg| {
+        mirrored(cfg, backends);
+        cfg.storage.mirror.scrub_rate = 256 * 1024 * 1024;
+        cfg.storage.mirror.scrub_interval = Duration::from_millis(300);
+    })
+    .await;
+    let bucket = relay.bucket("circle").await;
+    for i in 0..12u64 {
+        relay.put(&bucket, &format!("o{i}"), blob(50_000 + i as usize, i)).await;
+    }
+    converged(&relay).await;
+    let dirs = [a.clone(), b.clone(), c.join(BUCKET)];
+    let good = identical(&dirs, 12).await;
+
+    // Flip one byte in three of mirror a's copies, behind the relay's back.
+    let flipped: Vec<&String> = good.keys().take(3).collect();
+    for rel in &flipped {
+        let path = a.join("blobs").join(rel);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1000] ^= 0x20;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    assert_ne!(common::stand_ins::blob_files(&a), good);
+    // No client reads anything: only the scrub can notice.
+    assert_eq!(identical(&dirs, 12).await, good, "the flipped copies were repaired");
+    let progress = backends::mirror::ScrubProgress::load(&relay.dir.path().join("catalog")).unwrap();
+    assert!(progress.rounds_completed >= 1, "{progress:?}");
+}

@@ -218,67 +218,161 @@ async fn sigv2_presigned_urls_and_odd_query_names_work_through_the_tunnel() {
     assert_eq!(status, 200, "the relay still serves");
 }
 
-/// A signed PUT of `body` with the given Host, to the relay's socket.
-async fn put_with_host(r: &TestRelay, host: &str, path: &str, body: &[u8]) -> (u16, String) {
+/// A signed request with the given Host, straight to `addr` (the relay, or a forwarder).
+async fn signed(addr: SocketAddr, method: &str, host: &str, path: &str, body: &[u8]) -> (u16, String) {
     let headers = vec![
         ("host".to_owned(), host.to_owned()),
         ("content-length".to_owned(), body.len().to_string()),
     ];
-    let signed = sign("PUT", path, &headers, &raw::sha256_hex(body), ACCESS_KEY, SECRET_KEY);
-    send(r.addr, &format!("PUT {path} HTTP/1.1"), &signed, body).await
+    let signed = sign(method, path, &headers, &raw::sha256_hex(body), ACCESS_KEY, SECRET_KEY);
+    send(addr, &format!("{method} {path} HTTP/1.1"), &signed, body).await
 }
 
-#[tokio::test]
-async fn a_host_naming_a_bucket_is_never_read_as_path_style() {
-    let r = common::start().await;
+/// Buckets `photos` and `sync500`, the latter holding `keep`.
+async fn two_buckets(r: &TestRelay) {
     r.bucket("photos").await;
     r.bucket("sync500").await;
+    r.put("sync500", "keep", b"kept".to_vec()).await;
+}
+
+async fn untouched(r: &TestRelay) {
+    assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["keep"]);
+    assert!(common::list_keys(&r.client, "photos").await.is_empty());
+}
+
+/// boto3 with `addressing_style='virtual'` puts the bucket in the Host. Read as path-style,
+/// `DELETE /sync500/keep` for bucket `nosuchbkt` would delete `keep` from `sync500`.
+#[tokio::test]
+async fn a_bucket_in_the_host_is_never_misread_as_path_style() {
+    let r = common::start().await;
+    two_buckets(&r).await;
     let port = r.addr.port();
 
-    // boto3 with addressing_style='virtual': bucket in the Host, key "sync500/evil.txt".
-    let (status, text) = put_with_host(&r, &format!("photos.localhost:{port}"), "/sync500/evil.txt", b"evil").await;
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("--s3-domain"), "{text}");
-    assert!(common::list_keys(&r.client, "sync500").await.is_empty());
-    // Unsigned, the same request learns nothing about which buckets exist.
-    for host in [format!("photos.localhost:{port}"), format!("nothere.localhost:{port}")] {
-        let headers = vec![("host".to_owned(), host), ("content-length".to_owned(), "4".to_owned())];
-        let (status, text) = send(r.addr, "PUT /sync500/evil.txt HTTP/1.1", &headers, b"evil").await;
-        assert_eq!(status, 403, "{text}");
-        assert!(text.contains("AccessDenied"), "{text}");
-    }
-    assert!(common::list_keys(&r.client, "photos").await.is_empty());
-
-    // Hosts that do not name a bucket keep working path-style.
+    // Under a name the relay does not know, nothing can be told apart: refused, whether or not
+    // the first label is a bucket, signed or not (so it reveals nothing about buckets).
     for host in [
-        format!("127.0.0.1:{port}"),
-        format!("localhost:{port}"),
-        format!("relay.example.org:{port}"),
+        format!("photos.example.org:{port}"),
+        format!("nosuchbkt.example.org:{port}"),
     ] {
-        let (status, text) = put_with_host(&r, &host, "/sync500/fine.txt", b"fine").await;
+        for (method, path, body) in [
+            ("PUT", "/sync500/evil.txt", &b"evil"[..]),
+            ("DELETE", "/sync500/keep", b""),
+        ] {
+            let (status, text) = signed(r.addr, method, &host, path, body).await;
+            assert_eq!(status, 400, "{method} {host}: {text}");
+            assert!(text.contains("--s3-domain"), "{text}");
+        }
+        let headers = vec![("host".to_owned(), host.clone())];
+        assert_eq!(
+            send(r.addr, "DELETE /sync500/keep HTTP/1.1", &headers, b"").await.0,
+            400
+        );
+    }
+    untouched(&r).await;
+
+    // `localhost` is always the relay's own: `<bucket>.localhost` is virtual-hosted style.
+    let (status, text) = signed(
+        r.addr,
+        "DELETE",
+        &format!("nosuchbkt.localhost:{port}"),
+        "/sync500/keep",
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("NoSuchBucket"), "{text}");
+    let (status, text) = signed(
+        r.addr,
+        "PUT",
+        &format!("nosuchbkt.localhost:{port}"),
+        "/sync500/evil.txt",
+        b"evil",
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    untouched(&r).await;
+    let (status, text) = signed(
+        r.addr,
+        "PUT",
+        &format!("photos.localhost:{port}"),
+        "/sync500/meant",
+        b"meant",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(common::list_keys(&r.client, "photos").await, vec!["sync500/meant"]);
+    assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["keep"]);
+
+    // Path-style on addresses and on localhost itself.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let (status, text) = signed(r.addr, "PUT", &host, "/sync500/fine", b"fine").await;
         assert_eq!(status, 200, "{host}: {text}");
     }
 }
 
 #[tokio::test]
-async fn with_s3_domain_virtual_hosted_style_reaches_the_named_bucket() {
-    let r = common::start_with(|c| c.s3_domain = Some("localhost".into())).await;
-    r.bucket("photos").await;
-    r.bucket("sync500").await;
+async fn an_s3_domain_serves_both_styles_under_that_name() {
+    let r = common::start_with(|c| c.s3_domains = vec!["relay.example.org".into()]).await;
+    two_buckets(&r).await;
     let port = r.addr.port();
 
-    let (status, text) = put_with_host(&r, &format!("photos.localhost:{port}"), "/sync500/evil.txt", b"meant").await;
+    let (status, text) = signed(
+        r.addr,
+        "DELETE",
+        &format!("nosuchbkt.relay.example.org:{port}"),
+        "/sync500/keep",
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    untouched(&r).await;
+    let (status, text) = signed(
+        r.addr,
+        "PUT",
+        &format!("photos.relay.example.org:{port}"),
+        "/sync500/meant",
+        b"meant",
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(common::list_keys(&r.client, "photos").await, vec!["sync500/evil.txt"]);
-    assert!(common::list_keys(&r.client, "sync500").await.is_empty());
-    assert_eq!(r.get("photos", "sync500/evil.txt").await, b"meant");
+    assert_eq!(r.get("photos", "sync500/meant").await, b"meant");
+    let (status, text) = signed(
+        r.addr,
+        "PUT",
+        &format!("relay.example.org:{port}"),
+        "/sync500/path",
+        b"p",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["keep", "path"]);
+}
 
-    // Path-style on the domain itself, and on the bare address, still works.
-    let (status, text) = put_with_host(&r, &format!("localhost:{port}"), "/sync500/a", b"a").await;
+#[tokio::test]
+async fn the_tunnel_refuses_unknown_hosts_and_checks_the_payload_hash() {
+    let (r, local) = member_relay().await;
+    r.put("sealed", "keep", b"kept".to_vec()).await;
+    let (status, text) = signed(local, "DELETE", "nosuchbkt.example.org", "/sealed/keep", b"").await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(r.get("sealed", "keep").await, b"kept");
+
+    // s3s checks x-amz-content-sha256 only with SigV4; on the tunnel the relay does.
+    let put = |sha: String, key: &'static str| {
+        let headers = vec![
+            ("host".to_owned(), local.to_string()),
+            ("content-length".to_owned(), "4".to_owned()),
+            ("x-amz-content-sha256".to_owned(), sha),
+        ];
+        async move { send(local, &format!("PUT /sealed/{key} HTTP/1.1"), &headers, b"BBBB").await }
+    };
+    let (status, text) = put(raw::sha256_hex(b"AAAA"), "sha-bad").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("BadDigest"), "{text}");
+    let (status, text) = put("nothex".into(), "sha-junk").await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = put(raw::sha256_hex(b"BBBB"), "sha-ok").await;
     assert_eq!(status, 200, "{text}");
-    let (status, text) = put_with_host(&r, &format!("127.0.0.1:{port}"), "/sync500/b", b"b").await;
-    assert_eq!(status, 200, "{text}");
-    assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["a", "b"]);
+    assert_eq!(common::list_keys(&r.client, "sealed").await, vec!["keep", "sha-ok"]);
 }
 
 /// restic (minio-go) signs every chunk of its uploads; through `connect` it must round-trip.

@@ -18,15 +18,28 @@ use s3s::{S3Request, S3Result, TrailingHeaders};
 use crate::chunked::{self, DecodedTrailers};
 use crate::error::BodyError;
 
+/// A request extension: the request came over a transport that authenticated its peer, so
+/// s3s checked no signature and, with it, no `x-amz-content-sha256`.
+#[derive(Clone, Copy)]
+pub struct TrustedTransport;
+
 /// What a request body must live up to besides the size cap.
 pub struct BodyChecks {
     trailer: Option<Trailer>,
     /// The payload length an aws-chunked request announced.
     decoded_length: Option<u64>,
+    /// The payload's SHA-256 (hex) a client sent on a trusted transport, where s3s does not
+    /// check it (over HTTP, SigV4 verification does).
+    sha256: Option<String>,
 }
 
 impl BodyChecks {
     pub fn from_request<T>(req: &S3Request<T>) -> S3Result<BodyChecks> {
+        let sha256 = if req.extensions.get::<TrustedTransport>().is_some() {
+            payload_sha256(&req.headers)?
+        } else {
+            None
+        };
         let aws_chunked = chunked::is_streaming(&req.headers) || req.extensions.get::<DecodedTrailers>().is_some();
         let decoded_length = if aws_chunked {
             chunked::decoded_length(&req.headers).map_err(|e| s3s::s3_error!(InvalidArgument, "{e}"))?
@@ -41,12 +54,32 @@ impl BodyChecks {
         Ok(BodyChecks {
             trailer,
             decoded_length,
+            sha256,
         })
     }
 
     pub fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
     }
+}
+
+/// The SHA-256 in `x-amz-content-sha256`, if it is one; the markers of unsigned and aws-chunked
+/// payloads are not, and anything else is refused as AWS does.
+fn payload_sha256(headers: &http::HeaderMap) -> S3Result<Option<String>> {
+    let Some(value) = headers.get("x-amz-content-sha256") else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default();
+    if value == "UNSIGNED-PAYLOAD" || value.starts_with("STREAMING-") {
+        return Ok(None);
+    }
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Some(value.to_ascii_lowercase()));
+    }
+    Err(s3s::s3_error!(
+        InvalidArgument,
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-..., or the payload's SHA-256 in hex"
+    ))
 }
 
 /// The trailer a request announced with `x-amz-trailer`.
@@ -101,6 +134,7 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks)
         limit: u64,
         declared: Option<u64>,
         trailer: Option<(Trailer, Digester)>,
+        sha256: Option<(String, Digester)>,
         done: bool,
     }
     let state = State {
@@ -112,6 +146,9 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks)
             let d = Digester::new(&[t.algorithm]);
             (t, d)
         }),
+        sha256: checks
+            .sha256
+            .map(|hex| (hex, Digester::new(&[ChecksumAlgorithm::Sha256]))),
         done: false,
     };
     Box::pin(stream::unfold(state, |mut st| async move {
@@ -132,6 +169,9 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks)
                 if let Some((_, digester)) = &mut st.trailer {
                     digester.update(&bytes);
                 }
+                if let Some((_, digester)) = &mut st.sha256 {
+                    digester.update(&bytes);
+                }
                 Some((Ok(bytes), st))
             }
             Some(Err(e)) => {
@@ -143,6 +183,11 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks)
                 if st.declared.is_some_and(|n| st.seen != n) {
                     return Some((Err(io::Error::other(BodyError::LengthMismatch)), st));
                 }
+                if let Some((expected, digester)) = st.sha256.take()
+                    && !sha256_matches(&expected, digester)
+                {
+                    return Some((Err(io::Error::other(BodyError::Sha256Mismatch)), st));
+                }
                 let (trailer, digester) = st.trailer.take()?;
                 match verify_trailer(&trailer, digester) {
                     Ok(()) => None,
@@ -151,6 +196,15 @@ pub fn request_body(blob: Option<StreamingBlob>, limit: u64, checks: BodyChecks)
             }
         }
     }))
+}
+
+fn sha256_matches(expected_hex: &str, digester: Digester) -> bool {
+    let computed = digester.finish();
+    computed
+        .checksums
+        .get(&ChecksumAlgorithm::Sha256)
+        .and_then(|b64| backends::digest::base64_decode(b64))
+        .is_some_and(|raw| backends::digest::hex(&raw) == expected_hex)
 }
 
 fn verify_trailer(trailer: &Trailer, digester: Digester) -> Result<(), BodyError> {

@@ -16,6 +16,8 @@ pub enum BodyError {
     LengthMismatch,
     #[error("malformed aws-chunked body: {0}")]
     Malformed(&'static str),
+    #[error("x-amz-content-sha256 does not match the payload")]
+    Sha256Mismatch,
 }
 
 pub fn to_s3(err: StoreError) -> S3Error {
@@ -78,6 +80,7 @@ fn body_error(e: &std::io::Error) -> S3Error {
             IncompleteBody,
             "the decoded payload's length differs from x-amz-decoded-content-length"
         ),
+        Some(e @ BodyError::Sha256Mismatch) => S3Error::with_message(S3ErrorCode::BadDigest, e.to_string()),
         Some(e @ BodyError::Malformed(_)) => S3Error::with_message(S3ErrorCode::InvalidRequest, e.to_string()),
         None => {
             tracing::debug!(error = %e, "request body failed");

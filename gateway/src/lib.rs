@@ -42,9 +42,9 @@ pub struct GatewayConfig {
     pub max_post_object_size: u64,
     pub access_key: String,
     pub secret_key: String,
-    /// The relay's own domain (`--s3-domain`): `<bucket>.<domain>` is served virtual-hosted
-    /// style. Without it, only path-style addressing is served.
-    pub s3_domain: Option<String>,
+    /// The relay's own host names besides `localhost` (`--s3-domain`): path-style on each,
+    /// virtual-hosted style on `<bucket>.<name>`. Other names are refused (see [`host`]).
+    pub s3_domains: Vec<String>,
 }
 
 impl GatewayConfig {
@@ -60,16 +60,12 @@ pub struct Gateway {
 
 /// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
 pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
-    let hosts = RelayHosts::new(config.s3_domain.clone());
+    let hosts = RelayHosts::new(config.s3_domains.clone());
     let mut builder = builder(store.clone(), config, &hosts);
     builder.set_auth(SimpleAuth::from_single(
         config.access_key.clone(),
         config.secret_key.as_str(),
     ));
-    builder.set_access(host::MisrouteCheck {
-        hosts: hosts.clone(),
-        store: store.clone(),
-    });
     Frontend::new(builder.build(), store, Trust::SigV4, hosts)
 }
 
@@ -78,13 +74,7 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
 /// clients add anyway are ignored rather than checked against keys they do not have. (s3s
 /// consults an access check only when auth is set, so there is none to relax here.)
 pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
-    let hosts = RelayHosts::new(
-        config
-            .s3_domain
-            .clone()
-            .into_iter()
-            .chain([host::TUNNEL_HOST.to_owned()]),
-    );
+    let hosts = RelayHosts::new(config.s3_domains.iter().cloned().chain([host::TUNNEL_HOST.to_owned()]));
     let builder = builder(store.clone(), config, &hosts);
     Frontend::new(builder.build(), store, Trust::Transport, hosts)
 }

@@ -35,17 +35,15 @@ pub struct Frontend {
     cors: CorsPolicy,
     trust: Trust,
     hosts: RelayHosts,
-    store: Arc<dyn Store>,
 }
 
 impl Frontend {
     pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>, trust: Trust, hosts: RelayHosts) -> Self {
         Self {
             s3,
-            cors: CorsPolicy::new(store.clone()),
+            cors: CorsPolicy::new(store),
             trust,
             hosts,
-            store,
         }
     }
 
@@ -69,12 +67,14 @@ impl Frontend {
         let mut req = req.map(Body::from);
         if self.trust == Trust::Transport {
             strip_signature(&mut req);
+            req.extensions_mut().insert(crate::body::TrustedTransport);
             req = chunked::decode_trusted(req);
         }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let response = if let Err(e) = self.check_tunnel_host(&req).await {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let response = if let Err(e) = self.hosts.check(host) {
             error_response(StatusCode::BAD_REQUEST, &e)
         } else if method == Method::OPTIONS {
             match self.cors.preflight(&path, req.headers()).await {
@@ -116,19 +116,6 @@ impl Frontend {
             tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
         }
         response
-    }
-}
-
-impl Frontend {
-    /// On the tunnel there is no SigV4, so no s3s access check: the Host that names a bucket
-    /// is refused here, for members only. (Over HTTP it is part of the access check, after the
-    /// signature, so strangers cannot probe which buckets exist.)
-    async fn check_tunnel_host(&self, req: &Request<Body>) -> s3s::S3Result<()> {
-        if self.trust != Trust::Transport {
-            return Ok(());
-        }
-        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-        self.hosts.check_not_misrouted(host, &*self.store).await
     }
 }
 

@@ -15,7 +15,10 @@ mod health;
 mod inventory;
 mod rebuild;
 mod repair;
+mod scrub;
 mod verify;
+
+pub use scrub::ScrubProgress;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
@@ -91,6 +94,10 @@ pub struct MirrorOptions {
     /// How often each mirror is listed for blobs nothing refers to (left by deletes while it
     /// was down, or by writes that failed part-way). Also done when a mirror comes back.
     pub sweep_interval: Duration,
+    /// Bytes per second the scrub may read to check copies; 0 turns it off.
+    pub scrub_rate: u64,
+    /// From the start of one scrub round to the start of the next.
+    pub scrub_interval: Duration,
     /// Adopt backends that belong to another relay's catalog (`--take-over`): for a relay
     /// that replaces one whose data dir is gone.
     pub take_over: bool,
@@ -102,6 +109,8 @@ impl Default for MirrorOptions {
             ack: AckPolicy::All,
             repair_interval: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(6 * 3600),
+            scrub_rate: 8 * 1024 * 1024,
+            scrub_interval: Duration::from_secs(7 * 24 * 3600),
             take_over: false,
         }
     }
@@ -179,6 +188,7 @@ pub struct MirrorStatus {
 pub struct MirrorStore {
     inner: Arc<Inner>,
     repair: tokio::task::JoinHandle<()>,
+    scrub: tokio::task::JoinHandle<()>,
 }
 
 struct Inner {
@@ -250,7 +260,8 @@ impl MirrorStore {
             );
         }
         let repair = tokio::spawn(repair::run(inner.clone()));
-        Ok(Self { inner, repair })
+        let scrub = tokio::spawn(scrub::run(inner.clone(), data_dir.join("catalog")));
+        Ok(Self { inner, repair, scrub })
     }
 
     /// What each mirror holds and lacks, as far as the catalog knows.
@@ -326,6 +337,7 @@ impl MirrorStore {
 impl Drop for MirrorStore {
     fn drop(&mut self) {
         self.repair.abort();
+        self.scrub.abort();
     }
 }
 

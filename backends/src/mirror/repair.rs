@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use super::catalog::{ObjectRecord, Record};
-use super::verify::EtagCheck;
+use super::verify::{EtagCheck, verify_copy};
 use super::{Inner, blob_trailer, inventory};
 use crate::blobs::blob_path;
 use crate::error::{Result, StoreError};
@@ -85,7 +85,7 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
         let restored = if object.holders.is_empty() {
             // No mirror is known to hold a good copy: maybe this one does after all (a
             // holder set emptied by an outage). Only a copy that checks out counts.
-            verify_copy(inner, i, &object).await?
+            verify_copy(inner, i, &object, None).await?
         } else {
             copy_one(inner, &bucket, &object, i).await?
         };
@@ -119,28 +119,6 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
         tracing::error!(mirror = %label, objects = without_copy, "objects have no good copy on this mirror nor any known holder");
     }
     Ok(repaired)
-}
-
-/// Whether mirror `i`'s copy of `object` is whole and matches its ETag. `Err`: mirror `i`
-/// failed while being read.
-pub(super) async fn verify_copy(inner: &Arc<Inner>, i: usize, object: &ObjectRecord) -> Result<bool> {
-    let mut body = match inner.mirrors[i]
-        .blobs
-        .read(&blob_path(&object.blob), 0..object.meta.size)
-        .await
-    {
-        Ok(body) => body,
-        Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let mut check = EtagCheck::new(&object.meta);
-    let mut read = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        read += chunk.len() as u64;
-        check.update(&chunk);
-    }
-    Ok(read == object.meta.size && check.matches())
 }
 
 /// Copies one object's blob to mirror `i` from the first holder with a good copy. `Ok(false)`:

@@ -3,10 +3,43 @@
 //! The ETag is the body's MD5, or for a multipart object the MD5 of its parts' MD5s; the
 //! catalog keeps the part sizes, so both can be recomputed in one streaming pass.
 
+use std::sync::Arc;
+
+use futures::StreamExt;
 use md5::Digest as _;
 
+use super::Inner;
+use super::catalog::ObjectRecord;
+use super::scrub::Pacer;
+use crate::blobs::blob_path;
 use crate::digest::{hex, multipart_etag};
+use crate::error::{Result, StoreError};
 use crate::model::ObjectMeta;
+
+/// Whether mirror `i`'s copy of `object` is whole and matches its ETag, reading it at the
+/// `pace` given (the scrub's) or as fast as it comes. `Err`: mirror `i` failed while read.
+pub(super) async fn verify_copy(
+    inner: &Arc<Inner>,
+    i: usize,
+    object: &ObjectRecord,
+    mut pace: Option<&mut Pacer>,
+) -> Result<bool> {
+    let path = blob_path(&object.blob);
+    let mut body = match inner.mirrors[i].blobs.read(&path, 0..object.meta.size).await {
+        Ok(body) => body,
+        Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut check = EtagCheck::new(&object.meta);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        check.update(&chunk);
+        if let Some(pace) = pace.as_deref_mut() {
+            pace.spend(chunk.len()).await;
+        }
+    }
+    Ok(check.matches())
+}
 
 pub(crate) struct EtagCheck {
     expected: String,
