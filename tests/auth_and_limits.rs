@@ -13,7 +13,10 @@ use common::{ACCESS_KEY, SECRET_KEY, client, code, start, start_with, status};
 async fn wrong_secret_or_unknown_key_is_403_and_writes_nothing() {
     let r = start().await;
     let b = r.bucket("auth").await;
-    for (ak, sk) in [(ACCESS_KEY, "wrong-secret"), ("UNKNOWNKEY", SECRET_KEY)] {
+    for (ak, sk, expected) in [
+        (ACCESS_KEY, "wrong-secret", "SignatureDoesNotMatch"),
+        ("UNKNOWNKEY", SECRET_KEY, "InvalidAccessKeyId"),
+    ] {
         let bad = client(&r.endpoint, ak, sk);
         let err = bad
             .put_object()
@@ -24,6 +27,7 @@ async fn wrong_secret_or_unknown_key_is_403_and_writes_nothing() {
             .await
             .unwrap_err();
         assert_eq!(status(&err), 403, "{ak}");
+        assert_eq!(code(&err), expected);
     }
     assert_eq!(
         status(&r.client.head_object().bucket(&b).key("k").send().await.unwrap_err()),

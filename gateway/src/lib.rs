@@ -25,7 +25,7 @@ pub mod server;
 use std::sync::Arc;
 
 use backends::Store;
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 
@@ -62,10 +62,10 @@ pub struct Gateway {
 pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(config.s3_domains.clone());
     let mut builder = builder(store.clone(), config, &hosts);
-    builder.set_auth(SimpleAuth::from_single(
-        config.access_key.clone(),
-        config.secret_key.as_str(),
-    ));
+    builder.set_auth(OneKey {
+        access_key: config.access_key.clone(),
+        secret_key: config.secret_key.as_str().into(),
+    });
     Frontend::new(builder.build(), store, Trust::SigV4, hosts)
 }
 
@@ -97,4 +97,25 @@ fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) ->
 pub enum Trust {
     SigV4,
     Transport,
+}
+
+/// SigV4's key pair: s3s's `SimpleAuth` answers an unknown access key with `NotSignedUp`;
+/// S3 clients expect `InvalidAccessKeyId`, and say so to their users.
+struct OneKey {
+    access_key: String,
+    secret_key: SecretKey,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for OneKey {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(self.secret_key.clone())
+        } else {
+            Err(s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The access key you provided does not exist in this relay's records"
+            ))
+        }
+    }
 }
