@@ -8,8 +8,10 @@
 //! One haven-relay process serves both its HTTP listener and the tunnel; a `haven-relay
 //! connect` process forwards a local port over the tunnel. The same client (the S3 bench's)
 //! drives both addresses, alternating each round; figures are medians and ratios
-//! tunnel ÷ direct. Also reported: the `connect` process's peak RSS and the time from
-//! starting `connect` to the first successful request through it.
+//! tunnel ÷ direct. Also reported: the `connect` process's peak RSS, the time from
+//! starting `connect` to the first successful request through it, and what decoding
+//! chunk-signed uploads (restic's, the Java SDKs') costs through the tunnel: the same 32 MiB
+//! PUTs framed as `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` ÷ sent plain.
 
 // Shared with the S3 bench; listing is not used here.
 #[path = "../s3/client.rs"]
@@ -149,6 +151,7 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
     let via_http = Client::new(direct, ACCESS_KEY, SECRET_KEY);
 
     let mut ratios: Vec<Vec<(f64, f64)>> = WORKLOADS.iter().map(|_| Vec::new()).collect();
+    let mut chunked: Vec<(f64, f64)> = Vec::new();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         for (i, w) in WORKLOADS.iter().enumerate() {
@@ -167,9 +170,11 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
             }
             ratios[i].push((figures[0], figures[1]));
         }
+        chunked.push(chunked_vs_plain(&via_tunnel, round).await?);
     }
     let connect_rss = peak_rss(connect.0.id())?;
-    let markdown = report(rounds, &ratios, connect_rss, first_request);
+    let mut markdown = report(rounds, &ratios, connect_rss, first_request);
+    markdown.push_str(&chunked_report(&chunked));
     println!("{markdown}");
     if let Some(path) = write {
         common::write_section(&path, "tunnel", &markdown)?;
@@ -209,6 +214,49 @@ async fn measure(client: &Client, w: &Workload, body: &Bytes) -> Result<f64, Err
     } else {
         w.count as f64 / secs
     })
+}
+
+/// 32 MiB PUTs at c=4 through `connect`, plain and aws-chunked (64 KiB chunks, as minio-go
+/// frames them), alternating which goes first; MiB/s of payload for each.
+async fn chunked_vs_plain(client: &Client, round: usize) -> Result<(f64, f64), Error> {
+    const SIZE: usize = 32 * MIB;
+    const COUNT: usize = 16;
+    let plain = Bytes::from(vec![0x5a; SIZE]);
+    let framed = Bytes::from(gateway::chunked::encode_for_tests(&plain, 64 * KIB, None));
+    let mut figures = [0.0; 2];
+    for chunked in if round.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    } {
+        let (client, plain, framed) = (client.clone(), plain.clone(), framed.clone());
+        let elapsed = run_concurrent(COUNT, 4, move |i| {
+            let (client, plain, framed) = (client.clone(), plain.clone(), framed.clone());
+            async move {
+                if chunked {
+                    client
+                        .put_aws_chunked("bench", &format!("chunked/{i}"), framed, SIZE)
+                        .await
+                } else {
+                    client.put("bench", &format!("plain/{i}"), plain).await
+                }
+            }
+        })
+        .await?;
+        figures[usize::from(chunked)] = (COUNT * SIZE) as f64 / MIB as f64 / elapsed.as_secs_f64();
+    }
+    Ok((figures[0], figures[1]))
+}
+
+fn chunked_report(rounds: &[(f64, f64)]) -> String {
+    let plain = median(rounds.iter().map(|r| r.0).collect());
+    let chunked = median(rounds.iter().map(|r| r.1).collect());
+    let ratio = median(rounds.iter().map(|r| r.1 / r.0).collect());
+    format!(
+        "\n| through `connect`, 32 MiB PUT, c=4 | plain | aws-chunked, decoded by the relay | chunked ÷ plain |\n\
+         |---|---:|---:|---:|\n\
+         | MiB/s of payload | {plain:.0} | {chunked:.0} | {ratio:.2}× |\n"
+    )
 }
 
 fn report(rounds: usize, figures: &[Vec<(f64, f64)>], connect_rss: u64, first_request: Duration) -> String {

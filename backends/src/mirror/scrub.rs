@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -167,4 +169,22 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On tokio's paused clock: the pacer's arithmetic, not this machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_holds_reads_to_its_average_rate() {
+        let mut pacer = Pacer::new(8 * 1024 * 1024);
+        let started = Instant::now();
+        for _ in 0..64 {
+            pacer.spend(1024 * 1024).await;
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(8), "64 MiB at 8 MiB/s took {took:?}");
+        assert!(took < Duration::from_millis(8200), "and not much longer: {took:?}");
+    }
 }
