@@ -4,12 +4,33 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use backends::spec::BackendSpec;
 use common::mirror_set::{converged, identical, mirrored};
 use common::stand_ins::{BUCKET, S3sFs, s3_spec, slow_proxy};
 use common::{TestRelay, blob};
+
+/// Two `fs:` mirrors and an s3s-fs one, under `dir`.
+struct Set {
+    a: PathBuf,
+    b: PathBuf,
+    c: PathBuf,
+    s3s: S3sFs,
+    backends: Vec<BackendSpec>,
+}
+
+async fn two_dirs_and_an_s3_server(dir: &Path) -> Set {
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
+    let backends = vec![
+        BackendSpec::Fs(a.clone()),
+        BackendSpec::Fs(b.clone()),
+        s3_spec(&s3s.endpoint(), "b"),
+    ];
+    Set { a, b, c, s3s, backends }
+}
 
 fn statuses(relay: &TestRelay) -> Vec<backends::mirror::MirrorStatus> {
     relay.relay.mirror_status().unwrap()
@@ -130,13 +151,13 @@ async fn a_source_dying_mid_repair_is_an_outage_not_a_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_whose_folder_vanished_is_filled_again() {
     let work = tempfile::tempdir().unwrap();
-    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
-    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
-    let backends = vec![
-        BackendSpec::Fs(a.clone()),
-        BackendSpec::Fs(b.clone()),
-        s3_spec(&s3s.endpoint(), "b"),
-    ];
+    let Set {
+        a,
+        b,
+        c,
+        s3s: _s3s,
+        backends,
+    } = two_dirs_and_an_s3_server(work.path()).await;
     let relay = common::start_with(|cfg| {
         mirrored(cfg, backends);
         cfg.storage.mirror.sweep_interval = Duration::from_millis(500);
@@ -178,13 +199,13 @@ async fn a_mirror_whose_folder_vanished_is_filled_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scrub_finds_flipped_bytes_nobody_read_and_repairs_them() {
     let work = tempfile::tempdir().unwrap();
-    let (a, b, c) = (work.path().join("a"), work.path().join("b"), work.path().join("c"));
-    let s3s = S3sFs::start(&c, "127.0.0.1:0".parse().unwrap()).await;
-    let backends = vec![
-        BackendSpec::Fs(a.clone()),
-        BackendSpec::Fs(b.clone()),
-        s3_spec(&s3s.endpoint(), "b"),
-    ];
+    let Set {
+        a,
+        b,
+        c,
+        s3s: _s3s,
+        backends,
+    } = two_dirs_and_an_s3_server(work.path()).await;
     let relay = common::start_with(|cfg| {
         mirrored(cfg, backends);
         cfg.storage.mirror.scrub_rate = 256 * 1024 * 1024;

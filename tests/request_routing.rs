@@ -240,73 +240,58 @@ async fn untouched(r: &TestRelay) {
     assert!(common::list_keys(&r.client, "photos").await.is_empty());
 }
 
+/// The status of a signed request to the relay's HTTP port with Host `<name>:<port>`.
+async fn status_with_host(r: &TestRelay, method: &str, name: &str, path: &str, body: &[u8]) -> u16 {
+    let (status, text) = signed(r.addr, method, &format!("{name}:{}", r.addr.port()), path, body).await;
+    eprintln!("{method} {name}{path} -> {status}: {text}");
+    status
+}
+
 /// boto3 with `addressing_style='virtual'` puts the bucket in the Host. Read as path-style,
 /// `DELETE /sync500/keep` for bucket `nosuchbkt` would delete `keep` from `sync500`.
 #[tokio::test]
 async fn a_bucket_in_the_host_is_never_misread_as_path_style() {
     let r = common::start().await;
     two_buckets(&r).await;
-    let port = r.addr.port();
 
     // Under a name the relay does not know, nothing can be told apart: refused, whether or not
     // the first label is a bucket, signed or not (so it reveals nothing about buckets).
-    for host in [
-        format!("photos.example.org:{port}"),
-        format!("nosuchbkt.example.org:{port}"),
-    ] {
-        for (method, path, body) in [
-            ("PUT", "/sync500/evil.txt", &b"evil"[..]),
-            ("DELETE", "/sync500/keep", b""),
-        ] {
-            let (status, text) = signed(r.addr, method, &host, path, body).await;
-            assert_eq!(status, 400, "{method} {host}: {text}");
-            assert!(text.contains("--s3-domain"), "{text}");
-        }
-        let headers = vec![("host".to_owned(), host.clone())];
+    for name in ["photos.example.org", "nosuchbkt.example.org"] {
         assert_eq!(
-            send(r.addr, "DELETE /sync500/keep HTTP/1.1", &headers, b"").await.0,
+            status_with_host(&r, "PUT", name, "/sync500/evil.txt", b"evil").await,
+            400
+        );
+        assert_eq!(status_with_host(&r, "DELETE", name, "/sync500/keep", b"").await, 400);
+        let (_, text) = signed(r.addr, "DELETE", name, "/sync500/keep", b"").await;
+        assert!(text.contains("--s3-domain"), "{text}");
+        let unsigned = vec![("host".to_owned(), name.to_owned())];
+        assert_eq!(
+            send(r.addr, "DELETE /sync500/keep HTTP/1.1", &unsigned, b"").await.0,
             400
         );
     }
     untouched(&r).await;
 
     // `localhost` is always the relay's own: `<bucket>.localhost` is virtual-hosted style.
-    let (status, text) = signed(
-        r.addr,
-        "DELETE",
-        &format!("nosuchbkt.localhost:{port}"),
-        "/sync500/keep",
-        b"",
-    )
-    .await;
-    assert_eq!(status, 404, "{text}");
-    assert!(text.contains("NoSuchBucket"), "{text}");
-    let (status, text) = signed(
-        r.addr,
-        "PUT",
-        &format!("nosuchbkt.localhost:{port}"),
-        "/sync500/evil.txt",
-        b"evil",
-    )
-    .await;
-    assert_eq!(status, 404, "{text}");
+    assert_eq!(
+        status_with_host(&r, "DELETE", "nosuchbkt.localhost", "/sync500/keep", b"").await,
+        404
+    );
+    assert_eq!(
+        status_with_host(&r, "PUT", "nosuchbkt.localhost", "/sync500/evil.txt", b"evil").await,
+        404
+    );
     untouched(&r).await;
-    let (status, text) = signed(
-        r.addr,
-        "PUT",
-        &format!("photos.localhost:{port}"),
-        "/sync500/meant",
-        b"meant",
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        status_with_host(&r, "PUT", "photos.localhost", "/sync500/meant", b"meant").await,
+        200
+    );
     assert_eq!(common::list_keys(&r.client, "photos").await, vec!["sync500/meant"]);
     assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["keep"]);
 
     // Path-style on addresses and on localhost itself.
-    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
-        let (status, text) = signed(r.addr, "PUT", &host, "/sync500/fine", b"fine").await;
-        assert_eq!(status, 200, "{host}: {text}");
+    for name in ["127.0.0.1", "localhost"] {
+        assert_eq!(status_with_host(&r, "PUT", name, "/sync500/fine", b"fine").await, 200);
     }
 }
 
@@ -314,37 +299,17 @@ async fn a_bucket_in_the_host_is_never_misread_as_path_style() {
 async fn an_s3_domain_serves_both_styles_under_that_name() {
     let r = common::start_with(|c| c.s3_domains = vec!["relay.example.org".into()]).await;
     two_buckets(&r).await;
-    let port = r.addr.port();
 
-    let (status, text) = signed(
-        r.addr,
-        "DELETE",
-        &format!("nosuchbkt.relay.example.org:{port}"),
-        "/sync500/keep",
-        b"",
-    )
-    .await;
-    assert_eq!(status, 404, "{text}");
+    let delete = status_with_host(&r, "DELETE", "nosuchbkt.relay.example.org", "/sync500/keep", b"").await;
+    assert_eq!(delete, 404);
     untouched(&r).await;
-    let (status, text) = signed(
-        r.addr,
-        "PUT",
-        &format!("photos.relay.example.org:{port}"),
-        "/sync500/meant",
-        b"meant",
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    let put = status_with_host(&r, "PUT", "photos.relay.example.org", "/sync500/meant", b"meant").await;
+    assert_eq!(put, 200);
     assert_eq!(r.get("photos", "sync500/meant").await, b"meant");
-    let (status, text) = signed(
-        r.addr,
-        "PUT",
-        &format!("relay.example.org:{port}"),
-        "/sync500/path",
-        b"p",
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        status_with_host(&r, "PUT", "relay.example.org", "/sync500/path", b"p").await,
+        200
+    );
     assert_eq!(common::list_keys(&r.client, "sync500").await, vec!["keep", "path"]);
 }
 
