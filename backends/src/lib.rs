@@ -6,6 +6,7 @@
 //! This crate knows nothing of HTTP or S3 wire formats.
 
 pub mod blobs;
+pub mod chunks;
 mod conditions;
 pub mod digest;
 mod error;

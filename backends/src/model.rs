@@ -78,6 +78,10 @@ pub struct ObjectMeta {
     /// Sizes of the parts of a multipart object, in order (for `partNumber` reads).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub part_sizes: Vec<u64>,
+    /// The CRC32C of every chunk of the body, so any range read can be checked. Recorded by
+    /// mirror sets (older blobs gain them when repaired or scrubbed); `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub chunks: Option<crate::chunks::ChunkSums>,
 }
 
 impl ObjectMeta {

@@ -140,6 +140,7 @@ impl FsStore {
             attrs,
             checksums: digests.checksums.clone(),
             part_sizes: Vec::new(),
+            chunks: None,
         })
     }
 

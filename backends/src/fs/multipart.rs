@@ -228,6 +228,7 @@ pub(crate) async fn complete(
             attrs: upload.attrs,
             checksums,
             part_sizes: chosen.iter().map(|p| p.size).collect(),
+            chunks: None,
         };
         let stored = StoredObject {
             v: 1,

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::ChunkSums;
 use crate::digest::{base64, base64_decode};
 use crate::error::{Result, StoreError};
 use crate::fs::blob::{durable_rename, sync_dir};
@@ -59,6 +60,14 @@ pub(crate) enum Record {
         blob: String,
         mirror: String,
         has: bool,
+    },
+    /// The chunk sums of an object's blob, computed from a copy that matched its ETag (an
+    /// object written before chunk sums existed, found by repair or the scrub).
+    Chunks {
+        bucket: String,
+        key: String,
+        blob: String,
+        chunks: ChunkSums,
     },
 }
 
@@ -166,6 +175,19 @@ impl State {
                     o.holders.insert(mirror);
                 } else {
                     o.holders.remove(&mirror);
+                }
+            }
+            Record::Chunks {
+                bucket,
+                key,
+                blob,
+                chunks,
+            } => {
+                let Some(o) = self.buckets.get_mut(&bucket).and_then(|b| b.objects.get_mut(&key)) else {
+                    return;
+                };
+                if o.blob == blob && chunks.fit(o.meta.size) {
+                    o.meta.chunks = Some(chunks);
                 }
             }
         }
@@ -358,6 +380,7 @@ mod tests {
             attrs: ObjectAttrs::default(),
             checksums: Default::default(),
             part_sizes: vec![],
+            chunks: None,
         }
     }
 

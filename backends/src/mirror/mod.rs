@@ -13,6 +13,7 @@ mod catalog;
 mod fanout;
 mod health;
 mod inventory;
+mod read;
 mod rebuild;
 mod repair;
 mod scrub;
@@ -25,9 +26,9 @@ use std::io;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -37,6 +38,7 @@ use self::fanout::Fanout;
 use self::health::Health;
 use self::verify::EtagCheck;
 use crate::blobs::{Blobs, blob_path};
+use crate::chunks::ChunkSummer;
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
 use crate::error::{Result, StoreError};
@@ -44,12 +46,6 @@ use crate::fs::FsStore;
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
-
-/// Whole-object reads up to this size are checked before the first byte goes out, so a
-/// corrupt copy falls back to the next mirror invisibly. Larger ones are checked as they
-/// stream: a mismatch cuts the response short (the client sees an incomplete body, never
-/// wrong bytes) and the copy is repaired before the retry.
-const VERIFY_BEFORE_SENDING: u64 = 1024 * 1024;
 
 /// When the mirror set may acknowledge a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -494,6 +490,7 @@ impl Inner {
     ) -> Result<ObjectMeta> {
         let path = blob_path(blob);
         let mut fanout = self.open_fanout(&self.write_targets(), &path).await;
+        let mut sums = ChunkSummer::default();
         if fanout.live() == 0 {
             return Err(StoreError::Unavailable("no mirror accepted the write".into()));
         }
@@ -506,10 +503,14 @@ impl Inner {
                 }
             };
             digester.update(&chunk);
+            sums.update(&chunk);
             fanout.send(chunk).await;
         }
         let meta = match finish_meta(digester) {
-            Ok(meta) => meta,
+            Ok(meta) => ObjectMeta {
+                chunks: Some(sums.finish()),
+                ..meta
+            },
             Err(e) => {
                 fanout.finish(false, None).await;
                 return Err(e);
@@ -598,43 +599,6 @@ impl Inner {
         self.write_object(bucket, &blob, counted, Digester::new(&[]), finish, opts)
             .await
     }
-
-    /// The last mirror to try gets the backend's retries; earlier ones fail over at once.
-    async fn read_from(&self, i: usize, path: &str, span: std::ops::Range<u64>, last: bool) -> Result<ByteStream> {
-        let blobs = &self.mirrors[i].blobs;
-        if last {
-            blobs.read(path, span).await
-        } else {
-            blobs.read_once(path, span).await
-        }
-    }
-
-    /// Reads a whole small object from mirror `i` and checks it.
-    async fn read_verified(&self, i: usize, meta: &ObjectMeta, path: &str, last: bool) -> Result<Option<Bytes>> {
-        let mut stream = self.read_from(i, path, 0..meta.size, last).await?;
-        let mut buf = BytesMut::with_capacity(meta.size as usize);
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
-            if buf.len() as u64 > meta.size {
-                break;
-            }
-        }
-        let mut check = EtagCheck::new(meta);
-        check.update(&buf);
-        Ok(check.matches().then(|| buf.freeze()))
-    }
-
-    /// Opens a stream on mirror `i` and waits for its first chunk, so a missing or
-    /// unreachable copy can still fall back to the next mirror.
-    async fn open_stream(&self, i: usize, path: &str, span: std::ops::Range<u64>, last: bool) -> Result<ByteStream> {
-        let mut stream = self.read_from(i, path, span, last).await?;
-        match stream.next().await {
-            None => Ok(Box::pin(futures::stream::empty())),
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchKey),
-            Some(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Some(Ok(first)) => Ok(Box::pin(futures::stream::once(async { Ok(first) }).chain(stream))),
-        }
-    }
 }
 
 /// Where each backend records which relay's catalog it belongs to.
@@ -713,129 +677,6 @@ async fn read_owner(m: &Mirror) -> Result<Option<String>> {
         }
     }
     Ok(Some(String::from_utf8_lossy(&text).trim().to_owned()))
-}
-
-/// Wraps a streamed read so that a mirror failing mid-stream (connection lost, timeout, a
-/// short body) is replaced by the next holder from the byte where it stopped: the client
-/// sees one uninterrupted body.
-fn resuming(
-    inner: Arc<Inner>,
-    current: usize,
-    rest: Vec<usize>,
-    path: String,
-    span: std::ops::Range<u64>,
-    body: ByteStream,
-) -> ByteStream {
-    struct Resume {
-        inner: Arc<Inner>,
-        current: usize,
-        rest: std::collections::VecDeque<usize>,
-        path: String,
-        next: u64,
-        end: u64,
-        body: ByteStream,
-    }
-    let state = Resume {
-        inner,
-        current,
-        rest: rest.into(),
-        path,
-        next: span.start,
-        end: span.end,
-        body,
-    };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
-        if s.next >= s.end {
-            return None;
-        }
-        let failure = match s.body.next().await {
-            Some(Ok(chunk)) => {
-                s.next += chunk.len() as u64;
-                return Some((Ok(chunk), s));
-            }
-            Some(Err(e)) => e,
-            None => io::Error::new(io::ErrorKind::UnexpectedEof, "the mirror's body ended early"),
-        };
-        s.inner
-            .mark_down(s.current, &StoreError::Unavailable(failure.to_string()));
-        while let Some(j) = s.rest.pop_front() {
-            let last = s.rest.is_empty();
-            // Opened on its own task: the stream this runs in must stay `Sync`.
-            let (inner, path, range) = (s.inner.clone(), s.path.clone(), s.next..s.end);
-            let opened = tokio::spawn(async move { inner.open_stream(j, &path, range, last).await })
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e).into()));
-            match opened {
-                Ok(body) => {
-                    tracing::info!(from = %s.inner.mirrors[s.current].label, to = %s.inner.mirrors[j].label, "a read moved to another mirror mid-stream");
-                    s.current = j;
-                    s.body = body;
-                    return match s.body.next().await {
-                        Some(Ok(chunk)) => {
-                            s.next += chunk.len() as u64;
-                            Some((Ok(chunk), s))
-                        }
-                        _ => {
-                            s.next = s.end; // give up after one more failure
-                            Some((Err(failure), s))
-                        }
-                    };
-                }
-                Err(e) => s.inner.mark_down(j, &e),
-            }
-        }
-        s.next = s.end;
-        Some((Err(failure), s))
-    }))
-}
-
-/// Wraps a whole-object stream: checks the ETag as it goes and, on a mismatch, fails the
-/// last chunk instead of delivering it, and reports the bad copy.
-fn verifying(body: ByteStream, meta: &ObjectMeta, on_bad: impl FnOnce() + Send + Sync + 'static) -> ByteStream {
-    struct Verify<F> {
-        body: ByteStream,
-        check: Option<EtagCheck>,
-        held: Option<Bytes>,
-        on_bad: Option<F>,
-    }
-    let state = Verify {
-        body,
-        check: Some(EtagCheck::new(meta)),
-        held: None,
-        on_bad: Some(on_bad),
-    };
-    // One chunk is held back so that the end of the stream can still be refused.
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
-        loop {
-            match s.body.next().await {
-                Some(Ok(chunk)) => {
-                    if let Some(check) = &mut s.check {
-                        check.update(&chunk);
-                    }
-                    if let Some(prev) = s.held.replace(chunk) {
-                        return Some((Ok(prev), s));
-                    }
-                }
-                Some(Err(e)) => {
-                    s.check = None;
-                    s.held = None;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    let check = s.check.take()?;
-                    if check.matches() {
-                        return s.held.take().map(|last| (Ok(last), s));
-                    }
-                    s.held = None;
-                    if let Some(report) = s.on_bad.take() {
-                        report();
-                    }
-                    let e = io::Error::new(io::ErrorKind::InvalidData, "the stored copy failed its integrity check");
-                    return Some((Err(e), s));
-                }
-            }
-        }
-    }))
 }
 
 fn bucket_missing_is(err: StoreError, instead: StoreError) -> StoreError {
@@ -955,6 +796,7 @@ impl Store for MirrorStore {
                         attrs,
                         checksums: digests.checksums,
                         part_sizes: Vec::new(),
+                        chunks: None,
                     })
                 },
                 opts,
@@ -964,69 +806,14 @@ impl Store for MirrorStore {
 
     async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<GetResult> {
         let record = self.inner.catalog.read().object(bucket, key)?.clone();
-        let meta = record.meta;
+        let meta = record.meta.clone();
         let size = meta.size;
         let span = match range {
             Some(r) => r.resolve(size).ok_or(StoreError::InvalidRange { size })?,
             None => 0..size,
         };
-        let whole = span == (0..size);
-        let path = blob_path(&record.blob);
-        let order = self.inner.read_order(&record.holders);
-        if order.is_empty() {
-            tracing::error!("an object has no copy on any configured mirror");
-            return Err(StoreError::Unavailable("no configured mirror holds this object".into()));
-        }
-        let mut last_error = None;
-        let count = order.len();
-        for (n, &i) in order.iter().enumerate() {
-            let last = n + 1 == count;
-            let started = Instant::now();
-            let body = if whole && size <= VERIFY_BEFORE_SENDING {
-                match self.inner.read_verified(i, &meta, &path, last).await {
-                    Ok(Some(bytes)) => Ok(Box::pin(futures::stream::once(async { Ok(bytes) })) as ByteStream),
-                    Ok(None) => {
-                        self.inner.copy_lost(bucket, key, &record.blob, i, "corrupt");
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                self.inner.open_stream(i, &path, span.clone(), last).await
-            };
-            match body {
-                Ok(body) => {
-                    self.inner.mirrors[i].health.record_latency(started.elapsed());
-                    let streamed = !(whole && size <= VERIFY_BEFORE_SENDING);
-                    let body = if streamed {
-                        let rest = order[n + 1..].to_vec();
-                        resuming(self.inner.clone(), i, rest, path.clone(), span.clone(), body)
-                    } else {
-                        body
-                    };
-                    let body = if whole && size > VERIFY_BEFORE_SENDING {
-                        let (inner, b, k, blob) = (
-                            self.inner.clone(),
-                            bucket.to_owned(),
-                            key.to_owned(),
-                            record.blob.clone(),
-                        );
-                        verifying(body, &meta, move || inner.copy_lost(&b, &k, &blob, i, "corrupt"))
-                    } else {
-                        body
-                    };
-                    return Ok(GetResult { meta, span, body });
-                }
-                Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => {
-                    self.inner.copy_lost(bucket, key, &record.blob, i, "missing");
-                }
-                Err(e) => {
-                    self.inner.mark_down(i, &e);
-                    last_error = Some(e);
-                }
-            }
-        }
-        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("no mirror returned a good copy".into())))
+        let body = self.inner.read_object(bucket, record, span.clone()).await?;
+        Ok(GetResult { meta, span, body })
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {

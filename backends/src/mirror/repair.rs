@@ -13,10 +13,12 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use super::catalog::{ObjectRecord, Record};
-use super::verify::{EtagCheck, verify_copy};
+use super::verify::{EtagCheck, learned_chunks, verify_copy};
 use super::{Inner, blob_trailer, inventory};
 use crate::blobs::blob_path;
+use crate::chunks::{ChunkSummer, ChunkSums};
 use crate::error::{Result, StoreError};
+use crate::model::ObjectMeta;
 
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut swept: Vec<Option<Instant>> = vec![None; inner.mirrors.len()];
@@ -82,30 +84,31 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
     let mut repaired = 0;
     let mut without_copy = 0;
     for (bucket, object) in work {
-        let restored = if object.holders.is_empty() {
+        let sums = if object.holders.is_empty() {
             // No mirror is known to hold a good copy: maybe this one does after all (a
             // holder set emptied by an outage). Only a copy that checks out counts.
             verify_copy(inner, i, &object, None).await?
         } else {
             copy_one(inner, &bucket, &object, i).await?
         };
-        if !restored {
+        let Some(sums) = sums else {
             without_copy += usize::from(object.holders.is_empty());
             continue;
-        }
-        let (key, blob, mirror) = (object.meta.key.clone(), object.blob.clone(), label.clone());
+        };
+        let mut records = vec![Record::Holder {
+            bucket: bucket.clone(),
+            key: object.meta.key.clone(),
+            blob: object.blob.clone(),
+            mirror: label.clone(),
+            has: true,
+        }];
+        records.extend(learned_chunks(&bucket, &object, sums));
+        let (key, blob) = (object.meta.key.clone(), object.blob.clone());
         let current = inner
             .catalog
             .change(move |state| {
                 let still = state.object(&bucket, &key).is_ok_and(|o| o.blob == blob);
-                let record = Record::Holder {
-                    bucket,
-                    key,
-                    blob,
-                    mirror,
-                    has: true,
-                };
-                Ok((if still { vec![record] } else { vec![] }, still))
+                Ok((if still { records } else { vec![] }, still))
             })
             .await?;
         if current {
@@ -121,14 +124,14 @@ async fn copy_missing(inner: &Arc<Inner>, i: usize) -> Result<usize> {
     Ok(repaired)
 }
 
-/// Copies one object's blob to mirror `i` from the first holder with a good copy. `Ok(false)`:
-/// no holder could provide one; `Err`: mirror `i` failed.
+/// Copies one object's blob to mirror `i` from the first holder with a good copy, and returns
+/// its chunk sums. `Ok(None)`: no holder could provide one; `Err`: mirror `i` failed.
 ///
 /// A source is blamed for a bad copy only when it is certain: the blob is missing, or every
 /// byte was read and they fail the ETag check. A source that is down, times out or drops the
 /// connection mid-copy is marked down and keeps its place among the holders; otherwise an
 /// outage would turn into the permanent loss of every copy it held.
-async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: usize) -> Result<bool> {
+async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: usize) -> Result<Option<ChunkSums>> {
     let path = blob_path(&object.blob);
     let target = &inner.mirrors[i];
     for src in inner.read_order(&object.holders) {
@@ -152,6 +155,7 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
         };
         let mut sink = target.blobs.create(&path).await?;
         let mut check = EtagCheck::new(&object.meta);
+        let mut sums = ChunkSummer::default();
         let mut read = 0u64;
         let mut source_error = None;
         while let Some(chunk) = body.next().await {
@@ -159,6 +163,7 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
                 Ok(chunk) => {
                     read += chunk.len() as u64;
                     check.update(&chunk);
+                    sums.update(&chunk);
                     if let Err(e) = sink.write(chunk).await {
                         sink.abort().await;
                         return Err(e);
@@ -181,9 +186,14 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
             inner.copy_lost(bucket, &object.meta.key, &object.blob, src, "corrupt");
             continue;
         }
-        sink.write(blob_trailer(bucket, &object.meta)).await?;
+        let sums = sums.finish();
+        let meta = ObjectMeta {
+            chunks: Some(sums.clone()),
+            ..object.meta.clone()
+        };
+        sink.write(blob_trailer(bucket, &meta)).await?;
         sink.commit().await?;
-        return Ok(true);
+        return Ok(Some(sums));
     }
-    Ok(false)
+    Ok(None)
 }

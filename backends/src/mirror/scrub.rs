@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use super::catalog::ObjectRecord;
-use super::verify::verify_copy;
+use super::verify::{learned_chunks, verify_copy};
 
 /// The file a scrub writes its progress to, under the catalog directory.
 pub const PROGRESS_FILE: &str = "scrub.json";
@@ -109,10 +109,14 @@ async fn round(inner: &Arc<Inner>, catalog_dir: &Path, progress: &mut ScrubProgr
                 continue; // checked in a later round; repair probes it meanwhile
             }
             match verify_copy(inner, i, &object, Some(&mut pacer)).await {
-                Ok(true) => {}
+                Ok(Some(sums)) => {
+                    if let Some(record) = learned_chunks(&bucket, &object, sums) {
+                        let _ = inner.catalog.change(move |_| Ok((vec![record], ()))).await;
+                    }
+                }
                 // Overwritten or deleted since the round began: its old blob is gone on purpose.
-                Ok(false) if !still_current(inner, &bucket, &object) => {}
-                Ok(false) => {
+                Ok(None) if !still_current(inner, &bucket, &object) => {}
+                Ok(None) => {
                     progress.bad_copies += 1;
                     inner.copy_lost(&bucket, &object.meta.key, &object.blob, i, "failed the scrub");
                 }

@@ -9,36 +9,51 @@ use futures::StreamExt;
 use md5::Digest as _;
 
 use super::Inner;
-use super::catalog::ObjectRecord;
+use super::catalog::{ObjectRecord, Record};
 use super::scrub::Pacer;
 use crate::blobs::blob_path;
+use crate::chunks::{ChunkSummer, ChunkSums};
 use crate::digest::{hex, multipart_etag};
 use crate::error::{Result, StoreError};
 use crate::model::ObjectMeta;
 
 /// Whether mirror `i`'s copy of `object` is whole and matches its ETag, reading it at the
-/// `pace` given (the scrub's) or as fast as it comes. `Err`: mirror `i` failed while read.
+/// `pace` given (the scrub's) or as fast as it comes: its chunk sums if it is, `None` if not.
+/// `Err`: mirror `i` failed while read.
 pub(super) async fn verify_copy(
     inner: &Arc<Inner>,
     i: usize,
     object: &ObjectRecord,
     mut pace: Option<&mut Pacer>,
-) -> Result<bool> {
+) -> Result<Option<ChunkSums>> {
     let path = blob_path(&object.blob);
     let mut body = match inner.mirrors[i].blobs.read(&path, 0..object.meta.size).await {
         Ok(body) => body,
-        Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => return Ok(false),
+        Err(StoreError::NoSuchKey | StoreError::Corrupt(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut check = EtagCheck::new(&object.meta);
+    let mut sums = ChunkSummer::default();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         check.update(&chunk);
+        sums.update(&chunk);
         if let Some(pace) = pace.as_deref_mut() {
             pace.spend(chunk.len()).await;
         }
     }
-    Ok(check.matches())
+    Ok(check.matches().then(|| sums.finish()))
+}
+
+/// Records `sums`, computed from a copy that matched the ETag, unless the catalog already
+/// has exactly these: objects written before chunk sums existed gain them this way.
+pub(super) fn learned_chunks(bucket: &str, object: &ObjectRecord, sums: ChunkSums) -> Option<Record> {
+    (object.meta.chunks.as_ref() != Some(&sums)).then(|| Record::Chunks {
+        bucket: bucket.to_owned(),
+        key: object.meta.key.clone(),
+        blob: object.blob.clone(),
+        chunks: sums,
+    })
 }
 
 pub(crate) struct EtagCheck {
@@ -125,6 +140,7 @@ mod tests {
             attrs: Default::default(),
             checksums: Default::default(),
             part_sizes,
+            chunks: None,
         }
     }
 
