@@ -60,6 +60,19 @@ pub struct RcloneServer {
 
 impl RcloneServer {
     pub async fn start(options: RcloneOptions) -> Result<Self, RcloneError> {
+        Self::start_cleaning(options, None).await
+    }
+
+    /// Like [`RcloneServer::start`], and before each start of rclone (the first and every
+    /// restart) deletes the temp files of multipart uploads that an earlier rclone left in
+    /// `uploads_in` (`REMOTE:PATH`). rclone keeps an upload's parts in a
+    /// `.rclone_temp_multipart_*` file next to the object and its upload list in memory only:
+    /// once that rclone is gone (killed with the relay, or crashed) no S3 call can abort them,
+    /// and nobody else ever deletes them.
+    pub async fn start_cleaning(options: RcloneOptions, uploads_in: Option<String>) -> Result<Self, RcloneError> {
+        if let Some(folder) = &uploads_in {
+            delete_unfinished_uploads(&options, folder).await;
+        }
         let access_key = random_token(16);
         let secret_key = random_token(32);
         let loopback_any: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -69,6 +82,7 @@ impl RcloneServer {
         let (restarted, restarts) = watch::channel(0u64);
         let supervisor = tokio::spawn(supervise(
             options,
+            uploads_in,
             addr,
             (access_key.clone(), secret_key.clone()),
             child.clone(),
@@ -116,6 +130,7 @@ impl RcloneServer {
 
 async fn supervise(
     options: RcloneOptions,
+    uploads_in: Option<String>,
     addr: SocketAddr,
     (access_key, secret_key): (String, String),
     child: Arc<Mutex<Child>>,
@@ -140,6 +155,9 @@ async fn supervise(
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 _ = stopped.wait_for(|s| *s) => return,
+            }
+            if let Some(folder) = &uploads_in {
+                delete_unfinished_uploads(&options, folder).await;
             }
             match spawn_ready(&options, addr, &access_key, &secret_key).await {
                 Ok((fresh, _)) => {
@@ -188,6 +206,41 @@ async fn run_once(options: &RcloneOptions, args: &[&str], what: &str) -> Result<
     })
 }
 
+/// Has the kernel stop rclone when the relay dies, even by `kill -9` (which runs no drop):
+/// otherwise every killed relay leaves an `rclone serve s3` running, unused, for good. The
+/// signal follows the spawning *thread*; rclone is only ever started from the runtime's
+/// worker threads, which live as long as the relay. Linux only; elsewhere an orphan lingers.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl` is async-signal-safe, and the closure touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
+/// `rclone delete FOLDER --include .rclone_temp_multipart_*`, best effort: a folder that does
+/// not exist yet has nothing to clean.
+async fn delete_unfinished_uploads(options: &RcloneOptions, folder: &str) {
+    let args = [
+        "delete",
+        folder,
+        "--include",
+        ".rclone_temp_multipart_*",
+        "--retries",
+        "1",
+    ];
+    if let Err(e) = run_once(options, &args, "the clean-up of unfinished uploads").await {
+        tracing::debug!(error = %e, "could not clean up rclone's unfinished uploads");
+    }
+}
+
 /// `rclone mkdir REMOTE:PATH`: the folder that `serve s3` will present as a bucket.
 pub async fn mkdir(options: &RcloneOptions, remote_path: &str) -> Result<(), RcloneError> {
     run_once(options, &["mkdir", remote_path], remote_path)
@@ -220,6 +273,7 @@ async fn spawn_ready(
     if let Some(config) = &options.config {
         command.arg("--config").arg(config);
     }
+    die_with_parent(&mut command);
     let mut child = command.spawn().map_err(|source| RcloneError::Spawn {
         path: options.binary.clone(),
         source,

@@ -276,7 +276,7 @@ pub async fn connect(spec: &BackendSpec, options: &ConnectOptions) -> Result<Mir
                 remote: format!("{name}:{parent}"),
             };
             crate::rclone::mkdir(&rclone, &format!("{name}:{path}")).await?;
-            let server = RcloneServer::start(rclone).await?;
+            let server = RcloneServer::start_cleaning(rclone, Some(format!("{name}:{path}/blobs"))).await?;
             let (access_key_id, secret_access_key) = server.credentials();
             let settings = S3Settings {
                 endpoint: server.endpoint(),

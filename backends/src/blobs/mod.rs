@@ -8,6 +8,9 @@
 
 pub mod local;
 pub mod s3;
+mod s3_uploads;
+
+pub use s3_uploads::PendingUpload;
 
 use std::ops::Range;
 
@@ -56,6 +59,16 @@ pub trait Blobs: Send + Sync + 'static {
     async fn delete(&self, path: &str) -> Result<()>;
     /// Every blob under `prefix` (a directory such as `blobs/`).
     async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>>;
+    /// Writes under `prefix` that the backend holds open and nobody finished: an S3
+    /// multipart upload whose writer was killed. Not in [`Blobs::list`], but stored (and
+    /// often billed) until aborted. Backends without such state have none.
+    async fn pending_uploads(&self, _prefix: &str) -> Result<Vec<PendingUpload>> {
+        Ok(Vec::new())
+    }
+    /// Aborts a pending upload, freeing what it holds; one already gone counts as aborted.
+    async fn abort_upload(&self, _upload: &PendingUpload) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A blob being written.

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use opendal::Operator;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 
+use super::s3_uploads::{PendingUpload, UploadJanitor};
 use super::{BlobEntry, BlobSink, Blobs};
 use crate::error::{Result, StoreError};
 use crate::store::ByteStream;
@@ -57,6 +58,7 @@ pub struct S3Blobs {
     op: Operator,
     /// The same without the retry layer, for reads another mirror can take over.
     once: Operator,
+    uploads: UploadJanitor,
 }
 
 /// OpenDAL's HTTP transport and rustls' crypto provider, installed once per process. The
@@ -98,7 +100,8 @@ impl S3Blobs {
                 .with_max_delay(Duration::from_secs(2))
                 .with_jitter(),
         );
-        Ok(Self { op, once })
+        let uploads = UploadJanitor::new(settings)?;
+        Ok(Self { op, once, uploads })
     }
 }
 
@@ -180,6 +183,14 @@ impl Blobs for S3Blobs {
             });
         }
         Ok(found)
+    }
+
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+        self.uploads.list(prefix).await
+    }
+
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        self.uploads.abort(upload).await
     }
 }
 

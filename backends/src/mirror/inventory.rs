@@ -4,7 +4,8 @@
 //! whose provider lost objects, would otherwise stay "holding" them forever and be read in
 //! vain once the other copies are gone. Taking inventory lists the mirror once and settles both
 //! directions: copies the catalog expects but the listing lacks are recorded as lost (the
-//! repair loop then copies them back), and blobs that nothing refers to are deleted.
+//! repair loop then copies them back), and blobs that nothing refers to are deleted, as are
+//! the unfinished multipart uploads of a writer that was killed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub(super) struct Inventory {
     pub missing: usize,
     /// Blobs nothing referred to, deleted.
     pub strays_removed: usize,
+    /// Unfinished uploads of blobs no longer being written (a relay killed mid-write), aborted.
+    pub uploads_aborted: usize,
 }
 
 /// Takes mirror `i`'s inventory.
@@ -47,6 +50,12 @@ pub(super) async fn take(inner: &Arc<Inner>, i: usize) -> Result<Inventory> {
         .map(|(b, o)| (b.to_owned(), o.meta.key.clone(), o.blob.clone(), o.meta.size))
         .collect();
     let listed = mirror.blobs.list("blobs/").await?;
+    // Not every S3-compatible service lists uploads (some answer 501): that costs the
+    // clean-up, never the inventory.
+    let pending = mirror.blobs.pending_uploads("blobs/").await.unwrap_or_else(|e| {
+        tracing::debug!(mirror = %mirror.label, error = %e, "cannot list unfinished uploads");
+        Vec::new()
+    });
     let busy: HashSet<String> = inner.in_flight.lock().expect("in-flight lock").clone();
     let sizes: HashMap<&str, u64> = listed
         .iter()
@@ -106,8 +115,18 @@ pub(super) async fn take(inner: &Arc<Inner>, i: usize) -> Result<Inventory> {
     for path in &strays {
         mirror.blobs.delete(path).await?;
     }
+    // The same order argument holds for uploads: one listed while its blob was in flight and
+    // no longer in flight has been completed or given up by now.
+    let mut uploads_aborted = 0;
+    for upload in pending {
+        if blob_id(&upload.path).is_some_and(|id| !busy.contains(id)) {
+            mirror.blobs.abort_upload(&upload).await?;
+            uploads_aborted += 1;
+        }
+    }
     Ok(Inventory {
         missing,
         strays_removed: strays.len(),
+        uploads_aborted,
     })
 }

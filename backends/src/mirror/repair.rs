@@ -59,6 +59,9 @@ async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) {
                     if found.strays_removed > 0 {
                         tracing::info!(mirror = %mirror.label, blobs = found.strays_removed, "removed blobs nothing refers to");
                     }
+                    if found.uploads_aborted > 0 {
+                        tracing::info!(mirror = %mirror.label, uploads = found.uploads_aborted, "aborted unfinished uploads left by an interrupted write");
+                    }
                     if found.missing > 0 {
                         tracing::warn!(mirror = %mirror.label, objects = found.missing, "copies the catalog expected are gone from the mirror; repairing them");
                         inner.nudge.notify_one();
