@@ -30,6 +30,10 @@ pub struct RelayConfig {
     pub incomplete_upload_max_age: std::time::Duration,
     /// How often they are looked for.
     pub incomplete_upload_check: std::time::Duration,
+    /// What the mailbox holds and accepts (`--mailbox-*`).
+    pub mailbox: mailbox::Limits,
+    /// How often expired messages are looked for.
+    pub mailbox_sweep: std::time::Duration,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -53,6 +57,8 @@ impl RelayConfig {
             s3_domains: Vec::new(),
             incomplete_upload_max_age: backends::upload_expiry::DEFAULT_MAX_AGE,
             incomplete_upload_check: std::time::Duration::from_secs(3600),
+            mailbox: mailbox::Limits::default(),
+            mailbox_sweep: std::time::Duration::from_secs(15 * 60),
         }
     }
 
@@ -93,6 +99,22 @@ pub struct ConfigFile {
     pub scrub_rate: Option<u64>,
     /// Hours from the start of one scrub round to the next.
     pub scrub_interval_hours: Option<u64>,
+    /// The mailbox's limits, as for the `--mailbox-*` flags.
+    pub mailbox: Option<MailboxFile>,
+}
+
+/// `relay.json`'s `mailbox` object; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct MailboxFile {
+    pub max_message_bytes: Option<u64>,
+    pub max_queued_messages: Option<usize>,
+    pub max_queued_bytes: Option<u64>,
+    pub posts_per_minute: Option<u32>,
+    pub max_total_bytes: Option<u64>,
+    pub default_lifetime_days: Option<u16>,
+    pub max_lifetime_days: Option<u16>,
+    pub max_hops: Option<u8>,
 }
 
 impl ConfigFile {

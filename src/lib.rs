@@ -4,6 +4,7 @@
 pub mod circle;
 pub mod config;
 pub mod credentials;
+pub mod mail;
 pub mod storage;
 mod tunnel_port;
 
@@ -29,6 +30,9 @@ pub struct Relay {
     mirrors: Option<Arc<backends::mirror::MirrorStore>>,
     /// Aborts unfinished multipart uploads past their age; `None` without storage.
     upload_expiry: Option<JoinHandle<()>>,
+    /// `None` without storage.
+    mailbox: Option<Arc<mailbox::Mailbox>>,
+    mailbox_sweep: Option<JoinHandle<()>>,
 }
 
 struct HttpListener {
@@ -52,6 +56,18 @@ impl Relay {
                 config.incomplete_upload_check,
             )
         });
+        let mailbox = if config.no_storage {
+            None
+        } else {
+            let clock: Arc<dyn mailbox::Clock> = Arc::new(mailbox::SystemClock);
+            let opened = mailbox::Mailbox::open(store.clone(), config.mailbox.clone(), clock)
+                .await
+                .context("opening the mailbox")?;
+            Some(opened)
+        };
+        let mailbox_sweep = mailbox.as_ref().map(|m| m.spawn_sweeper(config.mailbox_sweep));
+        // The S3 API sees every bucket but the mailbox's.
+        let store: Arc<dyn backends::Store> = Arc::new(mailbox::hidden::WithoutMailbox(store));
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config
@@ -71,6 +87,7 @@ impl Relay {
                     &config.data_dir,
                     settings,
                     gateway::trusted_frontend(store, &gateway_config),
+                    mailbox.clone(),
                 )
                 .await?,
             ),
@@ -81,6 +98,8 @@ impl Relay {
             tunnel,
             mirrors,
             upload_expiry,
+            mailbox,
+            mailbox_sweep,
         })
     }
 
@@ -99,6 +118,11 @@ impl Relay {
         self.tunnel.as_ref().map(|t| t.endpoint())
     }
 
+    /// The mailbox, unless the relay stores nothing.
+    pub fn mailbox(&self) -> Option<&Arc<mailbox::Mailbox>> {
+        self.mailbox.as_ref()
+    }
+
     /// Each mirror's state, when the relay runs a mirror set.
     pub fn mirror_status(&self) -> Option<Vec<backends::mirror::MirrorStatus>> {
         self.mirrors.as_ref().map(|m| m.status())
@@ -108,6 +132,9 @@ impl Relay {
     pub async fn shutdown(self) {
         if let Some(expiry) = self.upload_expiry {
             expiry.abort();
+        }
+        if let Some(sweep) = self.mailbox_sweep {
+            sweep.abort();
         }
         if let Some(http) = self.http {
             let _ = http.stop.send(());
@@ -140,9 +167,10 @@ async fn start_tunnel(
     data_dir: &Path,
     settings: &tunnel::EndpointOptions,
     frontend: gateway::Frontend,
+    mailbox: Option<Arc<mailbox::Mailbox>>,
 ) -> anyhow::Result<tunnel::TunnelServer> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
-    let alpns = || vec![tunnel::ALPN.to_vec()];
+    let alpns = tunnel::alpns;
     let remembered = tunnel::EndpointOptions {
         bind: tunnel_port::choose(data_dir, settings.bind),
         ..settings.clone()
@@ -157,6 +185,7 @@ async fn start_tunnel(
     Ok(tunnel::TunnelServer::start(
         endpoint,
         frontend,
+        mailbox,
         members,
         Some(data_dir.to_path_buf()),
     ))

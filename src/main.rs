@@ -57,6 +57,46 @@ enum Command {
     Connect(ConnectArgs),
     /// Round-trip a small blob through every configured backend and report on each.
     Doctor(DoctorArgs),
+    /// Leave a sealed message at a relay for members who may be offline. The exit status
+    /// is the relay's answer: 0 stored, 10 + the status code otherwise (see docs).
+    Send(SendArgs),
+    /// Receive the messages a relay holds for this node, acknowledging each once written.
+    Inbox(InboxArgs),
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// The relay's link (`haven-relay://relay#…`).
+    relay_link: String,
+    /// A recipient's node id (repeatable: the message is stored once for all of them).
+    #[arg(long = "to", required = true)]
+    to: Vec<EndpointId>,
+    /// The message: a file, or `-` (the default) for stdin.
+    #[arg(default_value = "-")]
+    file: PathBuf,
+    /// Days the relay keeps it if undelivered (default: the relay's, 30).
+    #[arg(long, default_value_t = 0)]
+    lifetime_days: u16,
+    /// The message id (32 hex digits), to retry a send without it arriving twice
+    /// (default: a random one, printed).
+    #[arg(long)]
+    id: Option<String>,
+    #[command(flatten)]
+    tunnel: TunnelArgs,
+}
+
+#[derive(Args)]
+struct InboxArgs {
+    /// The relay's link (`haven-relay://relay#…`).
+    relay_link: String,
+    /// Write each message to DIR/<message id> (default: stdout, one after the other).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep receiving new messages instead of stopping once the queue is empty.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    tunnel: TunnelArgs,
 }
 
 #[derive(Args)]
@@ -243,6 +283,8 @@ struct RunArgs {
     storage: StorageArgs,
     #[command(flatten)]
     tunnel: TunnelArgs,
+    #[command(flatten)]
+    mailbox: haven_relay::mail::MailboxArgs,
 }
 
 /// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
@@ -304,7 +346,47 @@ async fn main() -> anyhow::Result<()> {
         Command::Members { action } => members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
         Command::Doctor(args) => doctor(data_dir, args).await,
+        Command::Send(args) => send(data_dir, args).await,
+        Command::Inbox(args) => {
+            let link: RelayLink = args.relay_link.parse().context("relay link")?;
+            let options = args.tunnel.options(&ConfigFile::default())?;
+            let n = haven_relay::mail::inbox(&data_dir, &link, &options, args.out.as_deref(), args.follow).await?;
+            eprintln!("{n} message(s) received");
+            Ok(())
+        }
     }
+}
+
+async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
+    let link: RelayLink = args.relay_link.parse().context("relay link")?;
+    let options = args.tunnel.options(&ConfigFile::default())?;
+    let payload = if args.file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        buf
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let id = match &args.id {
+        Some(hex) => Some(mailbox::MessageId::from_hex(hex).context("--id must be 32 hex digits")?),
+        None => None,
+    };
+    let (id, status) = haven_relay::mail::send(
+        &data_dir,
+        &link,
+        &options,
+        &args.to,
+        payload.into(),
+        id,
+        args.lifetime_days,
+    )
+    .await?;
+    say!("{}", id.to_hex());
+    eprintln!("relay: {status}");
+    if !status.is_accepted() {
+        std::process::exit(10 + status as i32);
+    }
+    Ok(())
 }
 
 async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
@@ -422,6 +504,7 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
         config.max_object_size = max;
     }
+    config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
     config.s3_domains = if args.s3_domains.is_empty() {
         file.s3_domains.clone().unwrap_or_default()
     } else {
@@ -437,7 +520,7 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     let relay = Relay::start(&config, &creds).await?;
     say!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
     if config.no_storage {
-        say!("  data:         none (--no-storage: S3 requests are refused)");
+        say!("  data:         none (--no-storage: S3 requests and mailbox posts are refused)");
     } else if config.storage.backends.is_empty() {
         say!("  data:         {}", config.store_dir().display());
     } else {

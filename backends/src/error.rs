@@ -8,6 +8,9 @@ pub enum StoreError {
     NoSuchBucket,
     #[error("bucket already exists")]
     BucketAlreadyExists,
+    /// A bucket name the relay keeps for itself (the mailbox's): taken, and not by the client.
+    #[error("this bucket name is reserved by the relay")]
+    ReservedBucketName,
     #[error("bucket is not empty")]
     BucketNotEmpty,
     #[error("invalid bucket name")]

@@ -104,6 +104,9 @@ pub struct PutOptions {
     pub if_none_match_any: bool,
     /// `If-Match: <etag>`: refuse unless the current object has this ETag.
     pub if_match: Option<String>,
+    /// The time to record as the object's last modification (metadata and, where the store
+    /// controls it, file times) instead of now: the mailbox keeps no arrival times.
+    pub recorded_time_ms: Option<i64>,
 }
 
 /// A byte range as the client asked for it; resolved against the object size by the store.

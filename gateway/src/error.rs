@@ -24,6 +24,7 @@ pub fn to_s3(err: StoreError) -> S3Error {
     match err {
         StoreError::NoSuchBucket => s3_error!(NoSuchBucket),
         StoreError::BucketAlreadyExists => s3_error!(BucketAlreadyOwnedByYou),
+        StoreError::ReservedBucketName => s3_error!(BucketAlreadyExists, "this bucket name is reserved by the relay"),
         StoreError::BucketNotEmpty => s3_error!(BucketNotEmpty),
         StoreError::InvalidBucketName => s3_error!(InvalidBucketName),
         StoreError::NoSuchKey => s3_error!(NoSuchKey),

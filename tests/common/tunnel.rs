@@ -15,10 +15,16 @@ pub fn loopback() -> Option<SocketAddr> {
 
 /// A relay serving HTTP and the tunnel, whose circle is `members`.
 pub async fn relay_for(members: &[EndpointId]) -> TestRelay {
+    relay_for_with(members, |_| {}).await
+}
+
+/// The same, with its configuration changed by `tweak` first.
+pub async fn relay_for_with(members: &[EndpointId], tweak: impl FnOnce(&mut haven_relay::RelayConfig)) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     tunnel::members::save(dir.path(), &members.iter().copied().collect()).unwrap();
     let mut config = super::config(&dir);
     config.tunnel = Some(direct_only());
+    tweak(&mut config);
     TestRelay::on(dir, config).await
 }
 

@@ -5,35 +5,27 @@
 //! blocking. When the connection breaks (relay restarted, path changed) the next stream
 //! dials again by itself.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
-use iroh::endpoint::{Connection, RecvStream, SendStream};
+use iroh::endpoint::{RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::io::Join;
-use tokio::sync::Mutex;
 
 use crate::TunnelError;
-use crate::server::NOT_A_MEMBER;
+use crate::dial::Dialer;
 
 /// A bidirectional byte stream to the relay's HTTP server.
 pub type TunnelStream = Join<RecvStream, SendStream>;
 
-/// How long one dial may take before the request fails instead of hanging.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
-
 pub struct TunnelClient {
-    endpoint: Endpoint,
-    relay: EndpointAddr,
-    conn: Mutex<Option<Connection>>,
+    dialer: Dialer,
 }
 
 impl std::fmt::Debug for TunnelClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunnelClient")
-            .field("relay", &self.relay.id)
+            .field("relay", &self.dialer.relay.id)
             .finish_non_exhaustive()
     }
 }
@@ -42,29 +34,19 @@ impl TunnelClient {
     /// Dials the relay once, so that a wrong address or a refusal shows up immediately.
     pub async fn connect(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
         let client = Self {
-            endpoint,
-            relay,
-            conn: Mutex::new(None),
+            dialer: Dialer::new(endpoint, relay, crate::ALPN),
         };
-        client.connection().await?;
+        client.dialer.connection().await?;
         Ok(client)
     }
 
     pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+        &self.dialer.endpoint
     }
 
     /// Opens a new stream, re-dialling once if the current connection is gone.
     pub async fn open_stream(&self) -> Result<TunnelStream, TunnelError> {
-        let conn = self.connection().await?;
-        let (send, recv) = match conn.open_bi().await {
-            Ok(pair) => pair,
-            Err(_) => {
-                self.forget(&conn).await;
-                let conn = self.connection().await?;
-                conn.open_bi().await.map_err(|e| stream_error(&conn, e))?
-            }
-        };
+        let (send, recv) = self.dialer.open_bi().await?;
         Ok(tokio::io::join(recv, send))
     }
 
@@ -84,47 +66,6 @@ impl TunnelClient {
             }
         });
         Ok(sender.send_request(request).await?)
-    }
-
-    /// The live connection, dialling if there is none or it has closed.
-    async fn connection(&self) -> Result<Connection, TunnelError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok(conn.clone());
-        }
-        let relay = self.relay.id.fmt_short().to_string();
-        let dial = self.endpoint.connect(self.relay.clone(), crate::ALPN);
-        let conn = tokio::time::timeout(DIAL_TIMEOUT, dial)
-            .await
-            .map_err(|_| TunnelError::Connect {
-                relay: relay.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| TunnelError::Connect {
-                relay,
-                reason: e.to_string(),
-            })?;
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn forget(&self, broken: &Connection) {
-        let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|c| c.stable_id() == broken.stable_id()) {
-            *slot = None;
-        }
-    }
-}
-
-/// A refusal by the relay reads as such, not as a generic stream error.
-fn stream_error(conn: &Connection, e: impl std::fmt::Display) -> TunnelError {
-    match conn.close_reason() {
-        Some(iroh::endpoint::ConnectionError::ApplicationClosed(close))
-            if close.error_code == iroh::endpoint::VarInt::from_u32(NOT_A_MEMBER) =>
-        {
-            TunnelError::Refused(String::from_utf8_lossy(&close.reason).into_owned())
-        }
-        _ => TunnelError::Stream(e.to_string()),
     }
 }
 

@@ -17,6 +17,8 @@ use iroh::{Endpoint, EndpointId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use mailbox::Mailbox;
+
 use crate::members::{self, Members};
 
 /// Close code sent to a node that is not (or no longer) a member.
@@ -52,14 +54,23 @@ pub struct TunnelServer {
 }
 
 impl TunnelServer {
-    /// Serves `frontend` to `members` on `endpoint` (bound with [`crate::ALPN`]). When
-    /// `members_dir` is given, the allow-list follows `<members_dir>/members.json`.
-    pub fn start(endpoint: Endpoint, frontend: Frontend, members: Members, members_dir: Option<PathBuf>) -> Self {
+    /// Serves `frontend` ([`crate::ALPN`]) and `mailbox` ([`crate::MAILBOX_ALPN`]; `None`
+    /// on a relay that stores nothing) to `members` on `endpoint` (bound with
+    /// [`crate::alpns`]). When `members_dir` is given, the allow-list follows
+    /// `<members_dir>/members.json`.
+    pub fn start(
+        endpoint: Endpoint,
+        frontend: Frontend,
+        mailbox: Option<Arc<Mailbox>>,
+        members: Members,
+        members_dir: Option<PathBuf>,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let connections = Connections::default();
+        let services = Services { frontend, mailbox };
         let mut tasks = vec![tokio::spawn(accept_loop(
             endpoint.clone(),
-            frontend,
+            services,
             members.clone(),
             connections.clone(),
             stopped.clone(),
@@ -84,9 +95,16 @@ impl TunnelServer {
     }
 }
 
+/// What the relay serves, one per ALPN.
+#[derive(Clone)]
+struct Services {
+    frontend: Frontend,
+    mailbox: Option<Arc<Mailbox>>,
+}
+
 async fn accept_loop(
     endpoint: Endpoint,
-    frontend: Frontend,
+    services: Services,
     members: Members,
     connections: Connections,
     mut stopped: watch::Receiver<bool>,
@@ -100,8 +118,8 @@ async fn accept_loop(
             },
             _ = stopped.wait_for(|s| *s) => break,
         };
-        let (frontend, members, connections, graceful) =
-            (frontend.clone(), members.clone(), connections.clone(), graceful.clone());
+        let (services, members, connections, graceful) =
+            (services.clone(), members.clone(), connections.clone(), graceful.clone());
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(conn) => conn,
@@ -112,6 +130,7 @@ async fn accept_loop(
             };
             let peer = conn.remote_id();
             if !members.contains(&peer) {
+                // One admission for every protocol, before any stream is accepted.
                 // Node ids identify people: only at debug level, like keys and addresses.
                 tracing::info!("refused a tunnel from a node outside the circle");
                 tracing::debug!(peer = %peer.fmt_short(), "refused node");
@@ -120,7 +139,11 @@ async fn accept_loop(
             }
             tracing::debug!(peer = %peer.fmt_short(), "member connected");
             connections.add(peer, conn.clone());
-            serve_streams(conn, frontend, &graceful).await;
+            if conn.alpn() == crate::MAILBOX_ALPN {
+                crate::mailbox_server::serve(conn, services.mailbox, members).await;
+            } else {
+                serve_streams(conn, services.frontend, &graceful).await;
+            }
         });
     }
     // Wait for requests in flight on streams already accepted; the caller bounds this.

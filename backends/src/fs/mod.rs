@@ -136,7 +136,7 @@ impl FsStore {
             key: key.to_owned(),
             size: digests.len,
             etag: digests.etag(),
-            last_modified_ms: now_ms(),
+            last_modified_ms: opts.recorded_time_ms.unwrap_or_else(now_ms),
             attrs,
             checksums: digests.checksums.clone(),
             part_sizes: Vec::new(),
@@ -166,6 +166,7 @@ impl FsStore {
             check_write_conditions(current.as_ref().map(|e| e.etag.as_str()), &opts)?;
             let from = staged.path().to_owned();
             let to = target.clone();
+            let recorded = opts.recorded_time_ms;
             // A completed multipart upload's parts become the object's blob first; a crash
             // between the two renames leaves an unreferenced blob, removed on the next start.
             let blob_move = stored
@@ -178,6 +179,10 @@ impl FsStore {
                         io::ErrorKind::NotFound => StoreError::NoSuchUpload,
                         _ => e.into(),
                     })?;
+                }
+                if let Some(ms) = recorded {
+                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+                    std::fs::File::options().write(true).open(&from)?.set_modified(at)?;
                 }
                 Ok(blob::durable_rename(&from, &to)?)
             })

@@ -779,6 +779,7 @@ impl Store for MirrorStore {
         let algorithms = unique_algorithms(&opts);
         let checks = opts.clone();
         let key = key.to_owned();
+        let recorded = opts.recorded_time_ms;
         self.inner
             .write_object(
                 bucket,
@@ -792,7 +793,7 @@ impl Store for MirrorStore {
                         key,
                         size: digests.len,
                         etag: digests.etag(),
-                        last_modified_ms: now_ms(),
+                        last_modified_ms: recorded.unwrap_or_else(now_ms),
                         attrs,
                         checksums: digests.checksums,
                         part_sizes: Vec::new(),

@@ -1,0 +1,519 @@
+//! The mailbox's state: which messages wait for whom, kept durable in the relay's store and
+//! indexed in memory.
+//!
+//! The store is the truth: on open, the index is rebuilt from the keys and metadata in the
+//! mailbox bucket (see [`crate::keys`]), so a restart or a `kill -9` loses nothing that was
+//! acknowledged to a sender. A post is answered `Stored` only once its payload is durable; an
+//! acknowledgement from a recipient is recorded before the message is forgotten for it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backends::{ListQuery, ObjectAttrs, PutOptions, Store, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::clock::{Clock, Day};
+use crate::frame::{MessageId, NodeId, Post, PostStatus};
+use crate::keys::{self, BUCKET, Header};
+use crate::limits::{Limits, RateLimiter};
+
+/// One message waiting for at least one recipient.
+#[derive(Debug)]
+struct Waiting {
+    seq: u64,
+    expiry: Day,
+    size: u64,
+    /// Recipients that have not acknowledged it yet.
+    unacked: BTreeSet<NodeId>,
+    /// Recipients whose acknowledgement is recorded by an `a/` key.
+    acked: Vec<NodeId>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// Arrival order → message.
+    order: BTreeMap<u64, MessageId>,
+    /// Bytes queued, including posts being stored.
+    bytes: u64,
+    /// Posts being stored for this recipient (counted against its limits already).
+    reserved: usize,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: HashMap<MessageId, Waiting>,
+    queues: HashMap<NodeId, Queue>,
+    /// Fully acknowledged messages, until their expiry day: a repeat post is a duplicate.
+    delivered: HashMap<MessageId, Day>,
+    /// Ids being stored right now.
+    storing: HashSet<MessageId>,
+    /// Bytes held for everyone, including posts being stored.
+    total_bytes: u64,
+    next_seq: u64,
+    /// One channel per member with an inbox open: (generation, changes).
+    inboxes: HashMap<NodeId, watch::Sender<(u64, u64)>>,
+}
+
+/// What the mailbox holds, for `doctor` and metrics. Counts only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxStats {
+    pub messages: usize,
+    pub bytes: u64,
+    pub recipients_waiting: usize,
+}
+
+pub struct Mailbox {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    rate: Mutex<RateLimiter>,
+}
+
+/// A member's open inbox. A newer one for the same member supersedes it.
+pub struct Inbox {
+    pub member: NodeId,
+    generation: u64,
+    changes: watch::Receiver<(u64, u64)>,
+}
+
+impl Inbox {
+    /// Whether a newer connection of the same member has taken over.
+    pub fn superseded(&self) -> bool {
+        self.changes.borrow().0 != self.generation
+    }
+
+    /// Waits until a message arrives for this member or the inbox is superseded.
+    pub async fn changed(&mut self) {
+        if self.changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn mark_seen(&mut self) {
+        self.changes.borrow_and_update();
+    }
+}
+
+impl Mailbox {
+    /// Opens the mailbox in `store`, rebuilding its index from what is stored.
+    pub async fn open(store: Arc<dyn Store>, limits: Limits, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StoreError> {
+        match store.create_bucket(BUCKET).await {
+            Ok(()) | Err(StoreError::BucketAlreadyExists) => {}
+            Err(e) => return Err(e),
+        }
+        let mailbox = Arc::new(Self {
+            store,
+            limits,
+            clock,
+            state: Mutex::new(State::default()),
+            rate: Mutex::new(RateLimiter::default()),
+        });
+        mailbox.rebuild().await?;
+        Ok(mailbox)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> MailboxStats {
+        let state = self.state.lock().expect("mailbox lock");
+        MailboxStats {
+            messages: state.waiting.len(),
+            bytes: state.total_bytes,
+            recipients_waiting: state.queues.values().filter(|q| !q.order.is_empty()).count(),
+        }
+    }
+
+    /// Stores `post` from `sender` for its recipients, once; answers only when the outcome is
+    /// final. `is_member` says who may receive messages here.
+    pub async fn post(&self, sender: &NodeId, post: Post, is_member: impl Fn(&NodeId) -> bool) -> PostStatus {
+        if !self
+            .rate
+            .lock()
+            .expect("rate lock")
+            .allow(sender, self.limits.posts_per_minute)
+        {
+            return PostStatus::RateLimited;
+        }
+        if post.hops > self.limits.max_hops {
+            return PostStatus::HopLimit;
+        }
+        let size = post.payload.len() as u64;
+        if size > self.limits.max_message_bytes {
+            return PostStatus::TooLarge;
+        }
+        let mut recipients = post.recipients.clone();
+        recipients.sort_unstable();
+        recipients.dedup();
+        if recipients.is_empty() {
+            return PostStatus::Malformed;
+        }
+        if !recipients.iter().all(&is_member) {
+            return PostStatus::NotAMember;
+        }
+        let seq = match self.reserve(post.id, &recipients, size) {
+            Ok(seq) => seq,
+            Err(status) => return status,
+        };
+        let lifetime = match post.lifetime_days {
+            0 => self.limits.default_lifetime_days,
+            days => days.min(self.limits.max_lifetime_days),
+        };
+        let expiry = self.clock.today().plus(lifetime as u32);
+        let header = Header {
+            expiry,
+            hops: post.hops,
+            recipients: recipients.clone(),
+        };
+        let mut attrs = ObjectAttrs::default();
+        attrs.user_metadata.insert(keys::META.into(), header.encode());
+        let payload = post.payload;
+        let body = Box::pin(futures::stream::once(async move { Ok(payload) }));
+        let opts = PutOptions {
+            // The time of arrival is not the relay's to keep.
+            recorded_time_ms: Some(0),
+            ..PutOptions::default()
+        };
+        let stored = self
+            .store
+            .put_object(BUCKET, &keys::message(seq, post.id), attrs, body, opts)
+            .await;
+        let mut state = self.state.lock().expect("mailbox lock");
+        state.storing.remove(&post.id);
+        for r in &recipients {
+            let queue = state.queues.entry(*r).or_default();
+            queue.reserved -= 1;
+            if stored.is_err() {
+                queue.bytes -= size;
+            }
+        }
+        if let Err(e) = stored {
+            state.total_bytes -= size;
+            tracing::warn!(error = %e, "storing a message failed");
+            return PostStatus::Unavailable;
+        }
+        for r in &recipients {
+            state.queues.entry(*r).or_default().order.insert(seq, post.id);
+            if let Some(inbox) = state.inboxes.get(r) {
+                inbox.send_modify(|(_, changes)| *changes += 1);
+            }
+        }
+        state.waiting.insert(
+            post.id,
+            Waiting {
+                seq,
+                expiry,
+                size,
+                unacked: recipients.into_iter().collect(),
+                acked: Vec::new(),
+            },
+        );
+        PostStatus::Stored
+    }
+
+    /// Checks the id and every limit and reserves room, all under one lock, so that two posts
+    /// at once cannot both take the last place.
+    fn reserve(&self, id: MessageId, recipients: &[NodeId], size: u64) -> Result<u64, PostStatus> {
+        let mut state = self.state.lock().expect("mailbox lock");
+        if state.waiting.contains_key(&id) || state.delivered.contains_key(&id) || state.storing.contains(&id) {
+            return Err(PostStatus::Duplicate);
+        }
+        for r in recipients {
+            if let Some(q) = state.queues.get(r)
+                && (q.order.len() + q.reserved >= self.limits.max_queued_messages
+                    || q.bytes + size > self.limits.max_queued_bytes)
+            {
+                return Err(PostStatus::QueueFull);
+            }
+        }
+        if size > self.limits.max_queued_bytes {
+            return Err(PostStatus::QueueFull);
+        }
+        if state.total_bytes + size > self.limits.max_total_bytes {
+            return Err(PostStatus::MailboxFull);
+        }
+        state.storing.insert(id);
+        state.total_bytes += size;
+        for r in recipients {
+            let q = state.queues.entry(*r).or_default();
+            q.reserved += 1;
+            q.bytes += size;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Opens `member`'s inbox; an inbox it had open before is superseded.
+    pub fn open_inbox(&self, member: NodeId) -> Inbox {
+        let mut state = self.state.lock().expect("mailbox lock");
+        let sender = state.inboxes.entry(member).or_insert_with(|| watch::channel((0, 0)).0);
+        sender.send_modify(|(generation, _)| *generation += 1);
+        let generation = sender.borrow().0;
+        let mut changes = sender.subscribe();
+        changes.mark_unchanged();
+        Inbox {
+            member,
+            generation,
+            changes,
+        }
+    }
+
+    /// Up to `limit` unexpired messages for `inbox`'s member that arrived after `after`, in
+    /// arrival order. Marks the inbox's changes as seen first, so a message posted while this
+    /// runs wakes the next [`Inbox::changed`].
+    pub fn next_for(&self, inbox: &mut Inbox, after: Option<u64>, limit: usize) -> Vec<(u64, MessageId)> {
+        inbox.mark_seen();
+        let today = self.clock.today();
+        let state = self.state.lock().expect("mailbox lock");
+        let Some(queue) = state.queues.get(&inbox.member) else {
+            return Vec::new();
+        };
+        let from = after.map_or(0, |seq| seq + 1);
+        queue
+            .order
+            .range(from..)
+            .filter(|(_, id)| state.waiting.get(id).is_some_and(|w| w.expiry >= today))
+            .take(limit)
+            .map(|(seq, id)| (*seq, *id))
+            .collect()
+    }
+
+    /// A message's payload. `NoSuchKey`: it is gone (acknowledged or expired meanwhile).
+    pub async fn payload(&self, seq: u64, id: MessageId) -> Result<Bytes, StoreError> {
+        let got = self.store.get_object(BUCKET, &keys::message(seq, id), None).await?;
+        let mut body = got.body;
+        let mut out = bytes::BytesMut::with_capacity(got.meta.size as usize);
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?);
+        }
+        Ok(out.freeze())
+    }
+
+    /// `member` has the message: it is never delivered to it again. Once every recipient has
+    /// it, its payload is deleted and only its id is kept, until it expires.
+    pub async fn ack(&self, member: &NodeId, id: MessageId) -> Result<(), StoreError> {
+        let done = {
+            let mut state = self.state.lock().expect("mailbox lock");
+            let Some(w) = state.waiting.get_mut(&id) else {
+                return Ok(());
+            };
+            if !w.unacked.remove(member) {
+                return Ok(());
+            }
+            let (seq, size, expiry) = (w.seq, w.size, w.expiry);
+            let done = w.unacked.is_empty().then(|| std::mem::take(&mut w.acked));
+            if done.is_none() {
+                w.acked.push(*member);
+            }
+            if let Some(queue) = state.queues.get_mut(member) {
+                queue.order.remove(&seq);
+                queue.bytes -= size;
+            }
+            if done.is_some() {
+                state.waiting.remove(&id);
+                state.total_bytes -= size;
+                state.delivered.insert(id, expiry);
+            }
+            done.map(|acked| (seq, expiry, acked))
+        };
+        match done {
+            None => self.put_empty(&keys::ack(id, member)).await,
+            Some((seq, expiry, acked)) => {
+                // The id is recorded before the payload goes: a crash in between leaves a
+                // payload that the next start recognizes as delivered and deletes.
+                self.put_empty(&keys::delivered(expiry, id)).await?;
+                self.store.delete_object(BUCKET, &keys::message(seq, id)).await?;
+                for r in acked {
+                    self.store.delete_object(BUCKET, &keys::ack(id, &r)).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn put_empty(&self, key: &str) -> Result<(), StoreError> {
+        let opts = PutOptions {
+            recorded_time_ms: Some(0),
+            ..PutOptions::default()
+        };
+        let body = Box::pin(futures::stream::empty());
+        self.store
+            .put_object(BUCKET, key, ObjectAttrs::default(), body, opts)
+            .await
+            .map(|_| ())
+    }
+
+    /// When a message expiring on `expiry` is deleted: at a moment in the 24 hours after that
+    /// day ends, fixed by its (random) id, so that deletion times say no more than the day.
+    fn deletion_secs(id: MessageId, expiry: Day) -> i64 {
+        let jitter = u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes")) % (24 * 60 * 60);
+        expiry.end_secs() + jitter as i64
+    }
+
+    /// Deletes every message and delivered id whose deletion moment has passed. Returns how
+    /// many messages went undelivered to someone.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_secs();
+        let (messages, ids) = {
+            let mut state = self.state.lock().expect("mailbox lock");
+            let due: Vec<MessageId> = state
+                .waiting
+                .iter()
+                .filter(|(id, w)| Self::deletion_secs(**id, w.expiry) <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut messages = Vec::new();
+            for id in due {
+                let w = state.waiting.remove(&id).expect("listed above");
+                state.total_bytes -= w.size;
+                for r in &w.unacked {
+                    if let Some(q) = state.queues.get_mut(r) {
+                        q.order.remove(&w.seq);
+                        q.bytes -= w.size;
+                    }
+                }
+                messages.push((id, w));
+            }
+            let ids: Vec<(MessageId, Day)> = state
+                .delivered
+                .iter()
+                .filter(|(id, day)| Self::deletion_secs(**id, **day) <= now)
+                .map(|(id, day)| (*id, *day))
+                .collect();
+            for (id, _) in &ids {
+                state.delivered.remove(id);
+            }
+            state.queues.retain(|_, q| !q.order.is_empty() || q.reserved > 0);
+            (messages, ids)
+        };
+        let expired = messages.len();
+        for (id, w) in messages {
+            self.store.delete_object(BUCKET, &keys::message(w.seq, id)).await?;
+            for r in &w.acked {
+                self.store.delete_object(BUCKET, &keys::ack(id, r)).await?;
+            }
+        }
+        for (id, day) in ids {
+            self.store.delete_object(BUCKET, &keys::delivered(day, id)).await?;
+        }
+        self.rate.lock().expect("rate lock").forget_idle();
+        Ok(expired)
+    }
+
+    /// Sweeps every `every` (with some jitter) for as long as the mailbox lives.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let jitter = Duration::from_secs(u64::from(MessageId::random().0[0]) % 60);
+                tokio::time::sleep(every + jitter).await;
+                let Some(mailbox) = weak.upgrade() else { return };
+                match mailbox.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(messages = n, "expired messages deleted undelivered"),
+                    Err(e) => tracing::warn!(error = %e, "the mailbox sweep failed; retrying later"),
+                }
+            }
+        })
+    }
+
+    /// Rebuilds the index from the bucket, and finishes what a crash interrupted.
+    async fn rebuild(&self) -> Result<(), StoreError> {
+        let keys = self.all_keys().await?;
+        let present: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let mut acks: HashMap<MessageId, Vec<NodeId>> = HashMap::new();
+        let mut delivered = HashMap::new();
+        let mut messages = Vec::new();
+        for key in &keys {
+            if let Some((seq, id)) = keys::parse_message(key) {
+                messages.push((seq, id, key));
+            } else if let Some((id, node)) = keys::parse_ack(key) {
+                acks.entry(id).or_default().push(node);
+            } else if let Some((day, id)) = keys::parse_delivered(key) {
+                delivered.insert(id, day);
+            }
+        }
+        let mut state = State {
+            delivered,
+            ..State::default()
+        };
+        let mut leftovers: Vec<String> = Vec::new();
+        for (seq, id, key) in messages {
+            state.next_seq = state.next_seq.max(seq + 1);
+            let meta = self.store.head_object(BUCKET, key).await?;
+            let header = meta.attrs.user_metadata.get(keys::META).and_then(|h| Header::parse(h));
+            let Some(header) = header else {
+                tracing::warn!("a stored message has no readable header; removing it");
+                leftovers.push(key.clone());
+                continue;
+            };
+            let acked = acks.remove(&id).unwrap_or_default();
+            let unacked: BTreeSet<NodeId> = header
+                .recipients
+                .iter()
+                .filter(|r| !acked.contains(r))
+                .copied()
+                .collect();
+            if state.delivered.contains_key(&id) || unacked.is_empty() {
+                // Delivered to everyone; the crash came before the clean-up.
+                state.delivered.entry(id).or_insert(header.expiry);
+                if !present.contains(keys::delivered(header.expiry, id).as_str()) {
+                    self.put_empty(&keys::delivered(header.expiry, id)).await?;
+                }
+                leftovers.push(key.clone());
+                leftovers.extend(acked.iter().map(|r| keys::ack(id, r)));
+                continue;
+            }
+            for r in &unacked {
+                let q = state.queues.entry(*r).or_default();
+                q.order.insert(seq, id);
+                q.bytes += meta.size;
+            }
+            state.total_bytes += meta.size;
+            state.waiting.insert(
+                id,
+                Waiting {
+                    seq,
+                    expiry: header.expiry,
+                    size: meta.size,
+                    unacked,
+                    acked,
+                },
+            );
+        }
+        // Acknowledgements of messages that are gone.
+        for (id, nodes) in acks {
+            leftovers.extend(nodes.iter().map(|r| keys::ack(id, r)));
+        }
+        for key in leftovers {
+            self.store.delete_object(BUCKET, &key).await?;
+        }
+        *self.state.lock().expect("mailbox lock") = state;
+        Ok(())
+    }
+
+    async fn all_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start_after = None;
+        loop {
+            let query = ListQuery {
+                prefix: String::new(),
+                delimiter: None,
+                start_after: start_after.clone(),
+                max_keys: 1000,
+            };
+            let page = self.store.list_objects(BUCKET, &query).await?;
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            if !page.truncated || page.last.is_none() {
+                return Ok(keys);
+            }
+            start_after = page.last;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The mailbox, as an app embeds it: post sealed messages to members through the relay, and
+//! receive the ones waiting for this node.
+
+use bytes::{Bytes, BytesMut};
+use iroh::endpoint::{RecvStream, SendStream};
+use iroh::{Endpoint, EndpointAddr};
+use mailbox::Post;
+use mailbox::frame::{self, Delivery, MessageId, PostStatus};
+
+use crate::TunnelError;
+use crate::dial::Dialer;
+
+/// The relay refuses larger payloads anyway; this bounds what a confused relay can make us
+/// buffer.
+const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
+
+pub struct MailboxClient {
+    dialer: Dialer,
+}
+
+impl MailboxClient {
+    /// Dials the relay's mailbox, so that a wrong address or a refusal shows up at once.
+    pub async fn connect(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
+        let client = Self {
+            dialer: Dialer::new(endpoint, relay, crate::MAILBOX_ALPN),
+        };
+        client.dialer.connection().await?;
+        Ok(client)
+    }
+
+    /// Posts one message and waits for the relay's answer (`Stored` means durable). Posts
+    /// may run concurrently; each has its own stream.
+    pub async fn post(&self, post: &Post) -> Result<PostStatus, TunnelError> {
+        let (mut send, mut recv) = self.dialer.open_bi().await?;
+        let stream_err = |e: &dyn std::fmt::Display| TunnelError::Stream(e.to_string());
+        // The relay may answer (and stop reading) before the whole post is sent, for
+        // example when it stores nothing: its answer counts, not the failed write.
+        let sent = send.write_all(&post.encode()).await;
+        if sent.is_ok() {
+            send.finish().map_err(|e| stream_err(&e))?;
+        }
+        let mut status = [0u8; 1];
+        match recv.read_exact(&mut status).await {
+            Ok(()) => PostStatus::from_byte(status[0])
+                .ok_or_else(|| TunnelError::Stream(format!("unknown post status {}", status[0]))),
+            Err(e) => Err(sent.err().map_or_else(|| stream_err(&e), |w| stream_err(&w))),
+        }
+    }
+
+    /// Opens this node's inbox. A newer inbox of the same node (another device with the same
+    /// identity, a reconnect) supersedes it.
+    pub async fn inbox(&self) -> Result<InboxStream, TunnelError> {
+        let (mut send, recv) = self.dialer.open_bi().await?;
+        send.write_all(&frame::inbox_opening())
+            .await
+            .map_err(|e| TunnelError::Stream(e.to_string()))?;
+        Ok(InboxStream {
+            _endpoint: self.dialer.endpoint.clone(),
+            send,
+            recv,
+            buf: BytesMut::new(),
+            acks: BytesMut::new(),
+        })
+    }
+}
+
+/// Messages pushed by the relay. Each comes again (here or on a later inbox) until
+/// [`InboxStream::ack`] has been called for it.
+pub struct InboxStream {
+    /// Keeps the endpoint (and so the connection) alive as long as the inbox, even when the
+    /// client it came from is dropped.
+    _endpoint: Endpoint,
+    send: SendStream,
+    recv: RecvStream,
+    buf: BytesMut,
+    acks: BytesMut,
+}
+
+impl InboxStream {
+    /// The next message or notice; `None` when the relay ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Delivery>, TunnelError> {
+        loop {
+            match Delivery::decode(&mut self.buf, MAX_PAYLOAD) {
+                Ok(Some(d)) => return Ok(Some(d)),
+                Ok(None) => {}
+                Err(e) => return Err(TunnelError::Stream(e.to_string())),
+            }
+            match self.recv.read_chunk(256 * 1024).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => return Err(TunnelError::Stream("the relay ended the inbox mid-message".into())),
+                Err(e) => return Err(TunnelError::Stream(e.to_string())),
+            }
+        }
+    }
+
+    /// Tells the relay this message is safely here: it is never delivered to this node again.
+    pub async fn ack(&mut self, id: MessageId) -> Result<(), TunnelError> {
+        frame::encode_ack(id, &mut self.acks);
+        let acks: Bytes = self.acks.split().freeze();
+        self.send
+            .write_all(&acks)
+            .await
+            .map_err(|e| TunnelError::Stream(e.to_string()))
+    }
+}
