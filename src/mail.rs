@@ -154,7 +154,10 @@ pub async fn inbox(
                 inbox.ack(id).await?;
                 received += 1;
             }
-            Some(Delivery::Empty) if !follow => return Ok(received),
+            Some(Delivery::Empty) if !follow => {
+                inbox.close().await?;
+                return Ok(received);
+            }
             Some(Delivery::Empty) => {}
             Some(Delivery::Superseded) => {
                 anyhow::bail!("another connection of this node opened the inbox; stopping here")

@@ -50,8 +50,7 @@ async fn drain(key: &SecretKey, relay: &TestRelay) -> Vec<(MessageId, Bytes)> {
     for (id, _) in &got {
         inbox.ack(*id).await.unwrap();
     }
-    // Acknowledgements travel on their own; let them land before the connection goes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    inbox.close().await.unwrap();
     got
 }
 
@@ -86,7 +85,7 @@ async fn messages_wait_for_an_offline_member_across_a_restart_and_are_gone_once_
         for (id, _) in &got[..3] {
             inbox.ack(*id).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        inbox.close().await.unwrap();
     }
     let again = drain(&bob, &relay).await;
     assert_eq!(
@@ -318,4 +317,40 @@ async fn concurrent_posters_lose_and_duplicate_nothing() {
         let mine: Vec<u8> = got.iter().filter(|(_, p)| p[0] == s).map(|(_, p)| p[1]).collect();
         assert_eq!(mine, (0..20).collect::<Vec<u8>>(), "sender {s}'s order");
     }
+}
+
+/// On a mirror set, messages are mirrored like objects: losing a whole backend while the
+/// relay is down loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_set_that_loses_a_backend_loses_no_message() {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let backends = vec![
+        backends::spec::BackendSpec::Fs(a.clone()),
+        backends::spec::BackendSpec::Fs(b.clone()),
+    ];
+    let relay = relay_for_with(&[alice.public(), bob.public()], |cfg| {
+        common::mirror_set::mirrored(cfg, backends);
+    })
+    .await;
+    let sender = client(&alice, &relay).await.unwrap();
+    let sent: Vec<Post> = (0..6u8).map(|i| post(&[&bob], &vec![i; 70_000])).collect();
+    for p in &sent {
+        assert_eq!(sender.post(p).await.unwrap(), PostStatus::Stored);
+    }
+    drop(sender);
+    assert_eq!(relay.relay.mirror_status().unwrap().len(), 2);
+    let relay = relay
+        .reconfigure(|_| {
+            std::fs::remove_dir_all(&a).unwrap();
+        })
+        .await;
+    let got = drain(&bob, &relay).await;
+    assert_eq!(got.len(), sent.len());
+    for (p, (id, payload)) in sent.iter().zip(&got) {
+        assert!(p.id == *id && p.payload == *payload);
+    }
+    // The S3 view of the mirror set shows no bucket either.
+    assert!(common::bucket_names(&relay.client).await.is_empty());
 }

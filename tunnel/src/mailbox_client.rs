@@ -94,6 +94,18 @@ impl InboxStream {
         }
     }
 
+    /// Ends the inbox once the relay has recorded every acknowledgement sent: without this a
+    /// process that exits right after [`InboxStream::ack`] may lose the acknowledgement in
+    /// flight (the message then simply comes again). Messages still arriving are dropped
+    /// unacknowledged; they come again next time.
+    pub async fn close(mut self) -> Result<(), TunnelError> {
+        self.send.finish().map_err(|e| TunnelError::Stream(e.to_string()))?;
+        let drained = async { while let Ok(Some(_)) = self.recv.read_chunk(256 * 1024).await {} };
+        tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+            .await
+            .map_err(|_| TunnelError::Stream("the relay did not confirm the acknowledgements".into()))
+    }
+
     /// Tells the relay this message is safely here: it is never delivered to this node again.
     pub async fn ack(&mut self, id: MessageId) -> Result<(), TunnelError> {
         frame::encode_ack(id, &mut self.acks);

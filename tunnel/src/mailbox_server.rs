@@ -110,9 +110,8 @@ async fn inbox(
     mailbox: Arc<Mailbox>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut deliveries = mailbox::deliveries(mailbox.clone(), peer);
-    let acks = {
-        let mailbox = mailbox.clone();
-        async move {
+    let client_done = {
+        let acks = async {
             let mut buf = BytesMut::new();
             while let Some(chunk) = recv.read_chunk(64 * 1024).await? {
                 buf.extend_from_slice(&chunk);
@@ -121,31 +120,39 @@ async fn inbox(
                 }
             }
             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        }
-    };
-    let pushes = async {
-        let mut out = BytesMut::new();
-        while let Some(delivery) = deliveries.recv().await {
-            let last = matches!(delivery, Delivery::Superseded);
-            delivery.encode(&mut out);
-            // Whatever else is ready goes in the same write.
-            while !last && out.len() < 256 * 1024 {
-                match deliveries.try_recv() {
-                    Ok(more) => more.encode(&mut out),
-                    Err(_) => break,
+        };
+        let pushes = async {
+            let mut out = BytesMut::new();
+            while let Some(delivery) = deliveries.recv().await {
+                let last = matches!(delivery, Delivery::Superseded);
+                delivery.encode(&mut out);
+                // Whatever else is ready goes in the same write.
+                while !last && out.len() < 256 * 1024 {
+                    match deliveries.try_recv() {
+                        Ok(more) => more.encode(&mut out),
+                        Err(_) => break,
+                    }
+                }
+                send.write_all(&out.split()).await?;
+                if last {
+                    send.finish()?;
+                    return Ok(());
                 }
             }
-            send.write_all(&out.split()).await?;
-            if last {
-                send.finish()?;
-                return Ok(());
-            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        // Either side ending ends the inbox; unacknowledged messages wait for the next one.
+        tokio::select! {
+            r = acks => Some(r),
+            r = pushes => { r?; None }
         }
-        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     };
-    // Either side ending ends the inbox; unacknowledged messages wait for the next one.
-    tokio::select! {
-        r = acks => r,
-        r = pushes => r,
+    if let Some(acked) = client_done {
+        acked?;
+        // The member finished its side: every acknowledgement before it is recorded. Ending
+        // ours tells it so.
+        send.finish()?;
+        let _ = send.stopped().await;
     }
+    Ok(())
 }
