@@ -115,6 +115,8 @@ pub struct MailboxFile {
     pub default_lifetime_days: Option<u16>,
     pub max_lifetime_days: Option<u16>,
     pub max_hops: Option<u8>,
+    /// Memory for recent messages' payloads, delivered without a store read (32 MiB).
+    pub memory_cache_bytes: Option<u64>,
 }
 
 impl ConfigFile {

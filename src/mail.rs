@@ -75,14 +75,16 @@ impl MailboxArgs {
                 .or(file.max_lifetime_days)
                 .unwrap_or(defaults.max_lifetime_days),
             max_hops: file.max_hops.unwrap_or(defaults.max_hops),
+            memory_cache_bytes: file.memory_cache_bytes.unwrap_or(defaults.memory_cache_bytes),
         };
         anyhow::ensure!(
             limits.default_lifetime_days >= 1 && limits.max_lifetime_days >= 1,
             "mailbox lifetimes must be at least one day"
         );
         anyhow::ensure!(
-            limits.max_message_bytes <= u32::MAX as u64,
-            "the largest mailbox message must fit in 4 GiB"
+            limits.max_message_bytes <= mailbox::frame::MAX_PAYLOAD,
+            "the largest mailbox message is at most {} bytes (bigger ones go to S3)",
+            mailbox::frame::MAX_PAYLOAD
         );
         Ok(limits)
     }
@@ -95,16 +97,16 @@ async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) ->
     Ok(MailboxClient::connect(endpoint, link.endpoint_addr()).await?)
 }
 
-/// Posts `payload` to `to`; the relay's answer.
+/// Posts `payload` to `to` as message `id`; the relay's answer.
 pub async fn send(
     data_dir: &Path,
     link: &RelayLink,
     options: &EndpointOptions,
     to: &[EndpointId],
     payload: Bytes,
-    id: Option<MessageId>,
+    id: MessageId,
     lifetime_days: u16,
-) -> anyhow::Result<(MessageId, PostStatus)> {
+) -> anyhow::Result<PostStatus> {
     anyhow::ensure!(!to.is_empty(), "name at least one recipient with --to NODE_ID");
     anyhow::ensure!(
         to.len() <= mailbox::frame::MAX_RECIPIENTS,
@@ -114,14 +116,15 @@ pub async fn send(
     anyhow::ensure!(payload.len() <= u32::MAX as usize, "the message is larger than 4 GiB");
     let client = client(data_dir, link, options).await?;
     let post = Post {
-        id: id.unwrap_or_else(MessageId::random),
+        id,
         hops: 0,
         lifetime_days,
         recipients: to.iter().map(|r| *r.as_bytes()).collect(),
         payload,
     };
-    let status = client.post(&post).await?;
-    Ok((post.id, status))
+    let status = client.post(&post).await;
+    client.endpoint().close().await;
+    Ok(status?)
 }
 
 /// Receives this node's messages: each is written (to `out/<message id>`, or to stdout) and
@@ -138,6 +141,12 @@ pub async fn inbox(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let client = client(data_dir, link, options).await?;
+    let received = receive(&client, out, follow).await;
+    client.endpoint().close().await;
+    received
+}
+
+async fn receive(client: &MailboxClient, out: Option<&Path>, follow: bool) -> anyhow::Result<u64> {
     let mut inbox = client.inbox().await?;
     let mut received = 0;
     loop {

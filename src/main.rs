@@ -368,10 +368,12 @@ async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
     };
     let id = match &args.id {
-        Some(hex) => Some(mailbox::MessageId::from_hex(hex).context("--id must be 32 hex digits")?),
-        None => None,
+        Some(hex) => mailbox::MessageId::from_hex(hex).context("--id must be 32 hex digits")?,
+        None => mailbox::MessageId::random(),
     };
-    let (id, status) = haven_relay::mail::send(
+    // First, so that a send whose answer never comes can be retried with `--id`.
+    say!("{}", id.to_hex());
+    let status = haven_relay::mail::send(
         &data_dir,
         &link,
         &options,
@@ -381,7 +383,6 @@ async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
         args.lifetime_days,
     )
     .await?;
-    say!("{}", id.to_hex());
     eprintln!("relay: {status}");
     if !status.is_accepted() {
         std::process::exit(10 + status as i32);

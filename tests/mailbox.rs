@@ -166,6 +166,7 @@ async fn every_limit_answers_with_its_own_status_and_stores_nothing() {
         cfg.mailbox.max_message_bytes = 10_000;
         cfg.mailbox.max_queued_messages = 3;
         cfg.mailbox.max_queued_bytes = 25_000;
+        cfg.mailbox.max_total_bytes = 50_000;
     })
     .await;
     let sender = client(&alice, &relay).await.unwrap();
@@ -191,6 +192,10 @@ async fn every_limit_answers_with_its_own_status_and_stores_nothing() {
     assert_eq!(status(post(&[&carol], &[2; 9000])).await, PostStatus::Stored);
     // ... and carol's by bytes: 18,000 + 9,000 > 25,000.
     assert_eq!(status(post(&[&carol], &[2; 9000])).await, PostStatus::QueueFull);
+    // Alice's queue is empty, but the mailbox holds 42,000 of its 50,000 bytes.
+    assert_eq!(status(post(&[&alice], &[3; 9000])).await, PostStatus::MailboxFull);
+    assert_eq!(status(post(&[&alice], &[3; 8000])).await, PostStatus::Stored);
+    assert_eq!(drain(&alice, &relay).await.len(), 1);
     let stats = relay.relay.mailbox().unwrap().stats();
     assert_eq!((stats.messages, stats.bytes), (5, 3 * 8000 + 2 * 9000));
     assert_eq!(drain(&carol, &relay).await.len(), 2, "nothing half-stored for carol");

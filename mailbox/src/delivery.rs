@@ -1,5 +1,6 @@
-//! Handing a member its messages: the queue in arrival order, read ahead so that draining
-//! costs no round trip per message, then each new message the moment it is stored.
+//! Handing a member its messages: the queue in the order messages became durable, read ahead
+//! so that draining costs no round trip per message, then each new message the moment it is
+//! stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,33 +10,52 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::frame::{Delivery, NodeId};
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Inbox, Mailbox};
 
-/// Messages read from the store ahead of the one being sent.
-const READ_AHEAD: usize = 16;
+/// Messages read from the store ahead of the one being sent, and handed over but not yet
+/// written: with the largest messages (1 MiB by default) an inbox whose member stops reading
+/// holds at most this many of each.
+const READ_AHEAD: usize = 8;
 const BATCH: usize = 256;
+
+/// A member's deliveries, and a handle that says when a newer inbox took over.
+pub struct Deliveries {
+    pub messages: mpsc::Receiver<Delivery>,
+    pub inbox: Inbox,
+}
 
 /// Starts delivering `member`'s inbox: every unacknowledged message (again, if an earlier
 /// connection did not acknowledge it), then [`Delivery::Empty`], then new messages as they
-/// arrive (each catch-up ends with `Empty` again). Ends with [`Delivery::Superseded`] when
-/// the member opens a newer inbox, and stops when the receiver is dropped.
-pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> mpsc::Receiver<Delivery> {
-    let (tx, rx) = mpsc::channel(READ_AHEAD * 2);
+/// arrive (each catch-up ends with `Empty` again). When the member opens a newer inbox this
+/// one ends with [`Delivery::Superseded`] (or just ends, if its reader is stuck); it also
+/// stops when the receiver is dropped.
+pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> Deliveries {
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
     let mut inbox = mailbox.open_inbox(member);
+    let handle = inbox.clone();
     tokio::spawn(async move {
         let mut after = None;
         let mut caught_up = false;
+        let mut watch = inbox.clone();
+        // Every send also watches for a newer inbox: a member that stopped reading must not
+        // pin this one (and its read-ahead) forever.
+        macro_rules! send {
+            ($d:expr) => {
+                tokio::select! {
+                    sent = tx.send($d) => if sent.is_err() { return },
+                    () = watch.until_superseded() => return,
+                }
+            };
+        }
         loop {
             if inbox.superseded() {
-                let _ = tx.send(Delivery::Superseded).await;
+                let _ = tx.try_send(Delivery::Superseded);
                 return;
             }
             let batch = mailbox.next_for(&mut inbox, after, BATCH);
             if batch.is_empty() {
                 if !caught_up {
-                    if tx.send(Delivery::Empty).await.is_err() {
-                        return;
-                    }
+                    send!(Delivery::Empty);
                     caught_up = true;
                 }
                 tokio::select! {
@@ -43,17 +63,15 @@ pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> mpsc::Receiver<Deliv
                     () = tx.closed() => return,
                 }
             }
-            let reads = futures::stream::iter(batch).map(|(seq, id)| {
+            let reads = futures::stream::iter(batch).map(|queued| {
                 let mailbox = mailbox.clone();
-                async move { (seq, id, mailbox.payload(seq, id).await) }
+                async move { (queued, mailbox.payload(queued.seq, queued.id).await) }
             });
             let mut reads = reads.buffered(READ_AHEAD);
-            while let Some((seq, id, read)) = reads.next().await {
+            while let Some((queued, read)) = reads.next().await {
                 match read {
                     Ok(payload) => {
-                        if tx.send(Delivery::Message { id, payload }).await.is_err() {
-                            return;
-                        }
+                        send!(Delivery::Message { id: queued.id, payload });
                         caught_up = false;
                     }
                     // Acknowledged through an older connection, or expired, meanwhile.
@@ -66,9 +84,12 @@ pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> mpsc::Receiver<Deliv
                         }
                     }
                 }
-                after = Some(seq);
+                after = Some(queued.position);
             }
         }
     });
-    rx
+    Deliveries {
+        messages: rx,
+        inbox: handle,
+    }
 }

@@ -17,6 +17,9 @@ pub const STREAM_INBOX: u8 = 2;
 pub const VERSION: u8 = 1;
 /// At most this many recipients per post (a post to the whole circle is one post).
 pub const MAX_RECIPIENTS: usize = 255;
+/// The largest payload the protocol carries; a relay's own limit (1 MiB by default) may only
+/// be lower, so that every client can receive what the relay accepts.
+pub const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
 
 pub type NodeId = [u8; 32];
 
@@ -68,7 +71,7 @@ pub struct Post {
 }
 
 /// The fixed part of a post before its recipients: version, id, hops, lifetime, count.
-const POST_HEAD: usize = 1 + 16 + 1 + 2 + 1;
+pub const POST_HEAD: usize = 1 + 16 + 1 + 2 + 1;
 
 impl Post {
     /// The whole stream: kind byte, then the post.

@@ -17,8 +17,8 @@ pub mod limits;
 mod mailbox;
 
 pub use clock::{Clock, Day, ManualClock, SystemClock};
-pub use delivery::deliveries;
+pub use delivery::{Deliveries, deliveries};
 pub use frame::{Delivery, MessageId, NodeId, Post, PostStatus};
 pub use keys::BUCKET;
 pub use limits::Limits;
-pub use mailbox::{Inbox, Mailbox, MailboxStats};
+pub use mailbox::{Inbox, Mailbox, MailboxStats, PostPermit, Queued};

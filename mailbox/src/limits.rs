@@ -24,6 +24,8 @@ pub struct Limits {
     pub max_lifetime_days: u16,
     /// Posts that have been handed on more often are refused.
     pub max_hops: u8,
+    /// Memory for the payloads of recent messages, delivered without reading the store.
+    pub memory_cache_bytes: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             default_lifetime_days: 30,
             max_lifetime_days: 120,
             max_hops: 2,
+            memory_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -23,7 +23,11 @@ use crate::limits::{Limits, RateLimiter};
 /// One message waiting for at least one recipient.
 #[derive(Debug)]
 struct Waiting {
+    /// Names the payload's key (`p/<seq>-<id>`): taken when the post is accepted.
     seq: u64,
+    /// Place in the recipients' queues: taken when the payload is durable, so that a queue
+    /// only ever grows at its end and a delivery cursor never skips a slow write.
+    position: u64,
     expiry: Day,
     size: u64,
     /// Recipients that have not acknowledged it yet.
@@ -34,7 +38,7 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// Arrival order → message.
+    /// Position → message, in the order the messages became durable.
     order: BTreeMap<u64, MessageId>,
     /// Bytes queued, including posts being stored.
     bytes: u64,
@@ -53,8 +57,18 @@ struct State {
     /// Bytes held for everyone, including posts being stored.
     total_bytes: u64,
     next_seq: u64,
+    next_position: u64,
     /// One channel per member with an inbox open: (generation, changes).
     inboxes: HashMap<NodeId, watch::Sender<(u64, u64)>>,
+}
+
+/// A message waiting in a member's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// Its place in the queue (for the delivery cursor).
+    pub position: u64,
+    pub seq: u64,
+    pub id: MessageId,
 }
 
 /// What the mailbox holds, for `doctor` and metrics. Counts only.
@@ -71,9 +85,77 @@ pub struct Mailbox {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     rate: Mutex<RateLimiter>,
+    recent: Mutex<Recent>,
+    /// Posts each member has in flight (being received or stored).
+    posting: Arc<Mutex<HashMap<NodeId, usize>>>,
+}
+
+/// Posts one member may have in flight at once: each holds up to a message in memory.
+const POSTS_IN_FLIGHT: usize = 16;
+
+/// A member's place among its posts in flight; released when dropped.
+pub struct PostPermit {
+    posting: Arc<Mutex<HashMap<NodeId, usize>>>,
+    member: NodeId,
+}
+
+impl Drop for PostPermit {
+    fn drop(&mut self) {
+        let mut posting = self.posting.lock().expect("posting lock");
+        if let Some(n) = posting.get_mut(&self.member) {
+            *n -= 1;
+            if *n == 0 {
+                posting.remove(&self.member);
+            }
+        }
+    }
+}
+
+/// Why a post could not be reserved.
+enum Refusal {
+    Status(PostStatus),
+    /// The same id is being stored right now: its outcome decides this post's.
+    SameIdInFlight,
+}
+
+/// The payloads of the most recent messages, up to a byte budget: a member who was away for
+/// a while (the common case) is handed its queue from memory, without a store read per
+/// message. The store stays the truth; after a restart everything is read from it.
+#[derive(Default)]
+struct Recent {
+    payloads: HashMap<MessageId, Bytes>,
+    /// Insertion order, for eviction; may name payloads already removed.
+    order: std::collections::VecDeque<MessageId>,
+    bytes: u64,
+}
+
+impl Recent {
+    fn insert(&mut self, id: MessageId, payload: Bytes, budget: u64) {
+        if payload.len() as u64 > budget / 8 {
+            return;
+        }
+        self.bytes += payload.len() as u64;
+        self.payloads.insert(id, payload);
+        self.order.push_back(id);
+        while self.bytes > budget {
+            let Some(old) = self.order.pop_front() else { break };
+            self.remove(&old);
+        }
+    }
+
+    fn remove(&mut self, id: &MessageId) {
+        if let Some(p) = self.payloads.remove(id) {
+            self.bytes -= p.len() as u64;
+        }
+        if self.order.len() > 2 * self.payloads.len() + 1024 {
+            let payloads = &self.payloads;
+            self.order.retain(|id| payloads.contains_key(id));
+        }
+    }
 }
 
 /// A member's open inbox. A newer one for the same member supersedes it.
+#[derive(Clone)]
 pub struct Inbox {
     pub member: NodeId,
     generation: u64,
@@ -90,6 +172,13 @@ impl Inbox {
     pub async fn changed(&mut self) {
         if self.changes.changed().await.is_err() {
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// Returns once a newer inbox of the same member has been opened.
+    pub async fn until_superseded(&mut self) {
+        while !self.superseded() {
+            self.changed().await;
         }
     }
 
@@ -111,6 +200,8 @@ impl Mailbox {
             clock,
             state: Mutex::new(State::default()),
             rate: Mutex::new(RateLimiter::default()),
+            recent: Mutex::new(Recent::default()),
+            posting: Arc::default(),
         });
         mailbox.rebuild().await?;
         Ok(mailbox)
@@ -156,9 +247,19 @@ impl Mailbox {
         if !recipients.iter().all(&is_member) {
             return PostStatus::NotAMember;
         }
-        let seq = match self.reserve(post.id, &recipients, size) {
-            Ok(seq) => seq,
-            Err(status) => return status,
+        // A retry that races its own first attempt waits for that attempt's outcome: a
+        // `duplicate` answer must mean the message is stored.
+        let mut waited = std::time::Duration::ZERO;
+        let seq = loop {
+            match self.reserve(post.id, &recipients, size) {
+                Ok(seq) => break seq,
+                Err(Refusal::Status(status)) => return status,
+                Err(Refusal::SameIdInFlight) if waited < std::time::Duration::from_secs(30) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    waited += std::time::Duration::from_millis(20);
+                }
+                Err(Refusal::SameIdInFlight) => return PostStatus::Unavailable,
+            }
         };
         let lifetime = match post.lifetime_days {
             0 => self.limits.default_lifetime_days,
@@ -172,7 +273,7 @@ impl Mailbox {
         };
         let mut attrs = ObjectAttrs::default();
         attrs.user_metadata.insert(keys::META.into(), header.encode());
-        let payload = post.payload;
+        let payload = post.payload.clone();
         let body = Box::pin(futures::stream::once(async move { Ok(payload) }));
         let opts = PutOptions {
             // The time of arrival is not the relay's to keep.
@@ -197,8 +298,14 @@ impl Mailbox {
             tracing::warn!(error = %e, "storing a message failed");
             return PostStatus::Unavailable;
         }
+        self.recent
+            .lock()
+            .expect("recent lock")
+            .insert(post.id, post.payload, self.limits.memory_cache_bytes);
+        let position = state.next_position;
+        state.next_position += 1;
         for r in &recipients {
-            state.queues.entry(*r).or_default().order.insert(seq, post.id);
+            state.queues.entry(*r).or_default().order.insert(position, post.id);
             if let Some(inbox) = state.inboxes.get(r) {
                 inbox.send_modify(|(_, changes)| *changes += 1);
             }
@@ -207,6 +314,7 @@ impl Mailbox {
             post.id,
             Waiting {
                 seq,
+                position,
                 expiry,
                 size,
                 unacked: recipients.into_iter().collect(),
@@ -218,24 +326,27 @@ impl Mailbox {
 
     /// Checks the id and every limit and reserves room, all under one lock, so that two posts
     /// at once cannot both take the last place.
-    fn reserve(&self, id: MessageId, recipients: &[NodeId], size: u64) -> Result<u64, PostStatus> {
+    fn reserve(&self, id: MessageId, recipients: &[NodeId], size: u64) -> Result<u64, Refusal> {
         let mut state = self.state.lock().expect("mailbox lock");
-        if state.waiting.contains_key(&id) || state.delivered.contains_key(&id) || state.storing.contains(&id) {
-            return Err(PostStatus::Duplicate);
+        if state.storing.contains(&id) {
+            return Err(Refusal::SameIdInFlight);
+        }
+        if state.waiting.contains_key(&id) || state.delivered.contains_key(&id) {
+            return Err(Refusal::Status(PostStatus::Duplicate));
         }
         for r in recipients {
             if let Some(q) = state.queues.get(r)
                 && (q.order.len() + q.reserved >= self.limits.max_queued_messages
                     || q.bytes + size > self.limits.max_queued_bytes)
             {
-                return Err(PostStatus::QueueFull);
+                return Err(Refusal::Status(PostStatus::QueueFull));
             }
         }
         if size > self.limits.max_queued_bytes {
-            return Err(PostStatus::QueueFull);
+            return Err(Refusal::Status(PostStatus::QueueFull));
         }
         if state.total_bytes + size > self.limits.max_total_bytes {
-            return Err(PostStatus::MailboxFull);
+            return Err(Refusal::Status(PostStatus::MailboxFull));
         }
         state.storing.insert(id);
         state.total_bytes += size;
@@ -247,6 +358,20 @@ impl Mailbox {
         let seq = state.next_seq;
         state.next_seq += 1;
         Ok(seq)
+    }
+
+    /// A place for one more post from `member`, or `None` if it has too many in flight.
+    pub fn begin_post(&self, member: &NodeId) -> Option<PostPermit> {
+        let mut posting = self.posting.lock().expect("posting lock");
+        let n = posting.entry(*member).or_default();
+        if *n >= POSTS_IN_FLIGHT {
+            return None;
+        }
+        *n += 1;
+        Some(PostPermit {
+            posting: self.posting.clone(),
+            member: *member,
+        })
     }
 
     /// Opens `member`'s inbox; an inbox it had open before is superseded.
@@ -267,25 +392,34 @@ impl Mailbox {
     /// Up to `limit` unexpired messages for `inbox`'s member that arrived after `after`, in
     /// arrival order. Marks the inbox's changes as seen first, so a message posted while this
     /// runs wakes the next [`Inbox::changed`].
-    pub fn next_for(&self, inbox: &mut Inbox, after: Option<u64>, limit: usize) -> Vec<(u64, MessageId)> {
+    pub fn next_for(&self, inbox: &mut Inbox, after: Option<u64>, limit: usize) -> Vec<Queued> {
         inbox.mark_seen();
         let today = self.clock.today();
         let state = self.state.lock().expect("mailbox lock");
         let Some(queue) = state.queues.get(&inbox.member) else {
             return Vec::new();
         };
-        let from = after.map_or(0, |seq| seq + 1);
+        let from = after.map_or(0, |position| position + 1);
         queue
             .order
             .range(from..)
-            .filter(|(_, id)| state.waiting.get(id).is_some_and(|w| w.expiry >= today))
+            .filter_map(|(position, id)| {
+                let w = state.waiting.get(id).filter(|w| w.expiry >= today)?;
+                Some(Queued {
+                    position: *position,
+                    seq: w.seq,
+                    id: *id,
+                })
+            })
             .take(limit)
-            .map(|(seq, id)| (*seq, *id))
             .collect()
     }
 
     /// A message's payload. `NoSuchKey`: it is gone (acknowledged or expired meanwhile).
     pub async fn payload(&self, seq: u64, id: MessageId) -> Result<Bytes, StoreError> {
+        if let Some(payload) = self.recent.lock().expect("recent lock").payloads.get(&id) {
+            return Ok(payload.clone());
+        }
         let got = self.store.get_object(BUCKET, &keys::message(seq, id), None).await?;
         let mut body = got.body;
         let mut out = bytes::BytesMut::with_capacity(got.meta.size as usize);
@@ -306,16 +440,17 @@ impl Mailbox {
             if !w.unacked.remove(member) {
                 return Ok(());
             }
-            let (seq, size, expiry) = (w.seq, w.size, w.expiry);
+            let (seq, position, size, expiry) = (w.seq, w.position, w.size, w.expiry);
             let done = w.unacked.is_empty().then(|| std::mem::take(&mut w.acked));
             if done.is_none() {
                 w.acked.push(*member);
             }
             if let Some(queue) = state.queues.get_mut(member) {
-                queue.order.remove(&seq);
+                queue.order.remove(&position);
                 queue.bytes -= size;
             }
             if done.is_some() {
+                self.recent.lock().expect("recent lock").remove(&id);
                 state.waiting.remove(&id);
                 state.total_bytes -= size;
                 state.delivered.insert(id, expiry);
@@ -326,9 +461,12 @@ impl Mailbox {
             None => self.put_empty(&keys::ack(id, member)).await,
             Some((seq, expiry, acked)) => {
                 // The id is recorded before the payload goes: a crash in between leaves a
-                // payload that the next start recognizes as delivered and deletes.
-                self.put_empty(&keys::delivered(expiry, id)).await?;
+                // payload that the next start recognizes as delivered and deletes. On a full
+                // disk the record cannot be written: the payload goes anyway, to free the
+                // space, and the id is remembered in memory only.
+                let recorded = self.put_empty(&keys::delivered(expiry, id)).await;
                 self.store.delete_object(BUCKET, &keys::message(seq, id)).await?;
+                recorded?;
                 for r in acked {
                     self.store.delete_object(BUCKET, &keys::ack(id, &r)).await?;
                 }
@@ -370,11 +508,12 @@ impl Mailbox {
                 .collect();
             let mut messages = Vec::new();
             for id in due {
+                self.recent.lock().expect("recent lock").remove(&id);
                 let w = state.waiting.remove(&id).expect("listed above");
                 state.total_bytes -= w.size;
                 for r in &w.unacked {
                     if let Some(q) = state.queues.get_mut(r) {
-                        q.order.remove(&w.seq);
+                        q.order.remove(&w.position);
                         q.bytes -= w.size;
                     }
                 }
@@ -446,6 +585,7 @@ impl Mailbox {
         let mut leftovers: Vec<String> = Vec::new();
         for (seq, id, key) in messages {
             state.next_seq = state.next_seq.max(seq + 1);
+            state.next_position = state.next_seq;
             let meta = self.store.head_object(BUCKET, key).await?;
             let header = meta.attrs.user_metadata.get(keys::META).and_then(|h| Header::parse(h));
             let Some(header) = header else {
@@ -480,6 +620,7 @@ impl Mailbox {
                 id,
                 Waiting {
                     seq,
+                    position: seq,
                     expiry: header.expiry,
                     size: meta.size,
                     unacked,

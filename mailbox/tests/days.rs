@@ -35,7 +35,7 @@ fn pending(mailbox: &Mailbox, member: NodeId) -> Vec<MessageId> {
     mailbox
         .next_for(&mut inbox, None, 100)
         .into_iter()
-        .map(|(_, id)| id)
+        .map(|q| q.id)
         .collect()
 }
 

@@ -13,6 +13,8 @@ pub enum TunnelError {
     Refused(String),
     #[error("opening a stream to the relay: {0}")]
     Stream(String),
+    #[error("the mailbox stream to the relay: {0}")]
+    Mailbox(String),
     #[error("HTTP over the tunnel: {0}")]
     Http(#[from] hyper::Error),
     #[error(transparent)]

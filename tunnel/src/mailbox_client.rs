@@ -10,9 +10,7 @@ use mailbox::frame::{self, Delivery, MessageId, PostStatus};
 use crate::TunnelError;
 use crate::dial::Dialer;
 
-/// The relay refuses larger payloads anyway; this bounds what a confused relay can make us
-/// buffer.
-const MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
+use mailbox::frame::MAX_PAYLOAD;
 
 pub struct MailboxClient {
     dialer: Dialer,
@@ -28,11 +26,17 @@ impl MailboxClient {
         Ok(client)
     }
 
+    /// The endpoint this client dials from; close it before exiting so the relay sees a clean
+    /// goodbye.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.dialer.endpoint
+    }
+
     /// Posts one message and waits for the relay's answer (`Stored` means durable). Posts
     /// may run concurrently; each has its own stream.
     pub async fn post(&self, post: &Post) -> Result<PostStatus, TunnelError> {
         let (mut send, mut recv) = self.dialer.open_bi().await?;
-        let stream_err = |e: &dyn std::fmt::Display| TunnelError::Stream(e.to_string());
+        let stream_err = |e: &dyn std::fmt::Display| TunnelError::Mailbox(e.to_string());
         // The relay may answer (and stop reading) before the whole post is sent, for
         // example when it stores nothing: its answer counts, not the failed write.
         let sent = send.write_all(&post.encode()).await;
@@ -42,7 +46,7 @@ impl MailboxClient {
         let mut status = [0u8; 1];
         match recv.read_exact(&mut status).await {
             Ok(()) => PostStatus::from_byte(status[0])
-                .ok_or_else(|| TunnelError::Stream(format!("unknown post status {}", status[0]))),
+                .ok_or_else(|| TunnelError::Mailbox(format!("unknown post status {}", status[0]))),
             Err(e) => Err(sent.err().map_or_else(|| stream_err(&e), |w| stream_err(&w))),
         }
     }
@@ -53,7 +57,7 @@ impl MailboxClient {
         let (mut send, recv) = self.dialer.open_bi().await?;
         send.write_all(&frame::inbox_opening())
             .await
-            .map_err(|e| TunnelError::Stream(e.to_string()))?;
+            .map_err(|e| TunnelError::Mailbox(e.to_string()))?;
         Ok(InboxStream {
             _endpoint: self.dialer.endpoint.clone(),
             send,
@@ -83,13 +87,13 @@ impl InboxStream {
             match Delivery::decode(&mut self.buf, MAX_PAYLOAD) {
                 Ok(Some(d)) => return Ok(Some(d)),
                 Ok(None) => {}
-                Err(e) => return Err(TunnelError::Stream(e.to_string())),
+                Err(e) => return Err(TunnelError::Mailbox(e.to_string())),
             }
             match self.recv.read_chunk(256 * 1024).await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
                 Ok(None) if self.buf.is_empty() => return Ok(None),
-                Ok(None) => return Err(TunnelError::Stream("the relay ended the inbox mid-message".into())),
-                Err(e) => return Err(TunnelError::Stream(e.to_string())),
+                Ok(None) => return Err(TunnelError::Mailbox("the relay ended the inbox mid-message".into())),
+                Err(e) => return Err(TunnelError::Mailbox(e.to_string())),
             }
         }
     }
@@ -99,11 +103,11 @@ impl InboxStream {
     /// flight (the message then simply comes again). Messages still arriving are dropped
     /// unacknowledged; they come again next time.
     pub async fn close(mut self) -> Result<(), TunnelError> {
-        self.send.finish().map_err(|e| TunnelError::Stream(e.to_string()))?;
+        self.send.finish().map_err(|e| TunnelError::Mailbox(e.to_string()))?;
         let drained = async { while let Ok(Some(_)) = self.recv.read_chunk(256 * 1024).await {} };
-        tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+        tokio::time::timeout(std::time::Duration::from_secs(120), drained)
             .await
-            .map_err(|_| TunnelError::Stream("the relay did not confirm the acknowledgements".into()))
+            .map_err(|_| TunnelError::Mailbox("the relay did not confirm the acknowledgements".into()))
     }
 
     /// Tells the relay this message is safely here: it is never delivered to this node again.
@@ -113,6 +117,6 @@ impl InboxStream {
         self.send
             .write_all(&acks)
             .await
-            .map_err(|e| TunnelError::Stream(e.to_string()))
+            .map_err(|e| TunnelError::Mailbox(e.to_string()))
     }
 }

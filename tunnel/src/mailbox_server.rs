@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use futures::StreamExt;
 use iroh::EndpointId;
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use mailbox::frame::{self, Delivery, PostStatus};
@@ -13,8 +14,11 @@ use mailbox::{Mailbox, Post};
 
 use crate::members::Members;
 
-/// The largest post stream: the kind byte, the fixed header, 255 recipients, the length.
-const POST_OVERHEAD: usize = 1 + 21 + 32 * frame::MAX_RECIPIENTS + 4;
+/// Acknowledgements being recorded at once, per inbox.
+const ACKS_IN_FLIGHT: usize = 32;
+
+/// How long a post may pause before the relay gives up on it.
+const POST_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves a member's mailbox streams until the connection ends. `mailbox` is `None` on a
 /// relay that stores nothing (`--no-storage`): every stream is answered `NoStorage`.
@@ -86,20 +90,54 @@ async fn post(peer: [u8; 32], recv: &mut RecvStream, mailbox: Option<Arc<Mailbox
         let _ = recv.stop(0u32.into());
         return PostStatus::NoStorage;
     };
-    let max_payload = mailbox.limits().max_message_bytes;
-    let bytes = match recv.read_to_end(POST_OVERHEAD + max_payload as usize).await {
-        Ok(bytes) => bytes,
-        Err(iroh::endpoint::ReadToEndError::TooLong) => return PostStatus::TooLarge,
-        Err(_) => return PostStatus::Malformed,
+    // A member may have only so many posts in flight: each holds up to a message in memory.
+    let Some(_permit) = mailbox.begin_post(&peer) else {
+        let _ = recv.stop(0u32.into());
+        return PostStatus::RateLimited;
     };
-    let post = match Post::decode(&bytes, max_payload) {
-        Ok(Some(post)) => post,
-        Ok(None) => return PostStatus::Malformed, // the stream ended inside the post
-        Err(frame::FrameError::TooLarge { .. }) => return PostStatus::TooLarge,
-        Err(_) => return PostStatus::Malformed,
+    let post = match read_post(recv, mailbox.limits().max_message_bytes).await {
+        Ok(post) => post,
+        Err(status) => {
+            let _ = recv.stop(0u32.into());
+            return status;
+        }
     };
     let is_member = |id: &[u8; 32]| EndpointId::from_bytes(id).is_ok_and(|id| members.contains(&id));
     mailbox.post(&peer, post, is_member).await
+}
+
+/// Reads one post: the header, then (once its length is known to be within the limit) the
+/// payload, then the end of the stream. A sender that goes quiet for [`POST_IDLE`] is
+/// dropped, so a stalled stream holds nothing for long.
+async fn read_post(recv: &mut RecvStream, max_payload: u64) -> Result<Post, PostStatus> {
+    async fn exactly(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), PostStatus> {
+        match tokio::time::timeout(POST_IDLE, recv.read_exact(buf)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(PostStatus::Malformed),
+        }
+    }
+    let mut head = vec![0u8; frame::POST_HEAD];
+    exactly(recv, &mut head).await?;
+    let recipients = head[frame::POST_HEAD - 1] as usize;
+    let mut rest = vec![0u8; 32 * recipients + 4];
+    exactly(recv, &mut rest).await?;
+    let len = u32::from_be_bytes(rest[rest.len() - 4..].try_into().expect("4 bytes")) as u64;
+    if len > max_payload {
+        return Err(PostStatus::TooLarge);
+    }
+    head.extend_from_slice(&rest);
+    let start = head.len();
+    head.resize(start + len as usize, 0);
+    exactly(recv, &mut head[start..]).await?;
+    match tokio::time::timeout(POST_IDLE, recv.read_chunk(1)).await {
+        Ok(Ok(None)) => {}
+        _ => return Err(PostStatus::Malformed), // bytes after the post, or no end
+    }
+    match Post::decode(&head, max_payload) {
+        Ok(Some(post)) => Ok(post),
+        Err(frame::FrameError::TooLarge { .. }) => Err(PostStatus::TooLarge),
+        _ => Err(PostStatus::Malformed),
+    }
 }
 
 /// Pushes the member's messages on `send` while reading its acknowledgements from `recv`.
@@ -109,37 +147,78 @@ async fn inbox(
     mut recv: RecvStream,
     mailbox: Arc<Mailbox>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut deliveries = mailbox::deliveries(mailbox.clone(), peer);
+    let mailbox::Deliveries {
+        mut messages,
+        mut inbox,
+    } = mailbox::deliveries(mailbox.clone(), peer);
+    let mut watch = inbox.clone();
     let client_done = {
         let acks = async {
+            // Acknowledgements are recorded concurrently (each is a durable write), a bounded
+            // number at a time; their order does not matter. One that cannot be recorded
+            // (a full disk) leaves the message to be delivered again after a restart, and
+            // the inbox goes on.
             let mut buf = BytesMut::new();
-            while let Some(chunk) = recv.read_chunk(64 * 1024).await? {
-                buf.extend_from_slice(&chunk);
-                while let Some(id) = frame::decode_ack(&mut buf)? {
-                    mailbox.ack(&peer, id).await?;
+            let mut waiting = std::collections::VecDeque::new();
+            let mut recording = futures::stream::FuturesUnordered::new();
+            let mut open = true;
+            while open || !waiting.is_empty() || !recording.is_empty() {
+                while recording.len() < ACKS_IN_FLIGHT
+                    && let Some(id) = waiting.pop_front()
+                {
+                    recording.push(mailbox.ack(&peer, id));
+                }
+                tokio::select! {
+                    chunk = recv.read_chunk(64 * 1024), if open && waiting.len() < 4 * ACKS_IN_FLIGHT => match chunk? {
+                        Some(chunk) => {
+                            buf.extend_from_slice(&chunk);
+                            while let Some(id) = frame::decode_ack(&mut buf)? {
+                                waiting.push_back(id);
+                            }
+                        }
+                        None => open = false,
+                    },
+                    Some(done) = recording.next(), if !recording.is_empty() => {
+                        if let Err(e) = done {
+                            tracing::warn!(error = %e, "recording an acknowledgement failed");
+                        }
+                    }
                 }
             }
             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         };
         let pushes = async {
             let mut out = BytesMut::new();
-            while let Some(delivery) = deliveries.recv().await {
+            loop {
+                let delivery = tokio::select! {
+                    d = messages.recv() => d.unwrap_or(Delivery::Superseded),
+                    () = inbox.until_superseded() => Delivery::Superseded,
+                };
                 let last = matches!(delivery, Delivery::Superseded);
                 delivery.encode(&mut out);
                 // Whatever else is ready goes in the same write.
                 while !last && out.len() < 256 * 1024 {
-                    match deliveries.try_recv() {
+                    match messages.try_recv() {
                         Ok(more) => more.encode(&mut out),
                         Err(_) => break,
                     }
                 }
-                send.write_all(&out.split()).await?;
+                let chunk = out.split().freeze();
                 if last {
-                    send.finish()?;
-                    return Ok(());
+                    // Best effort: a member that stopped reading is not waited for.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send.write_all(&chunk)).await;
+                    let _ = send.finish();
+                    return Ok::<(), Box<dyn std::error::Error + Send + Sync>>(());
+                }
+                tokio::select! {
+                    written = send.write_all(&chunk) => written?,
+                    // A member stuck not reading does not pin this inbox once a newer one opens.
+                    () = watch.until_superseded() => {
+                        let _ = send.reset(0u32.into());
+                        return Ok(());
+                    }
                 }
             }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         };
         // Either side ending ends the inbox; unacknowledged messages wait for the next one.
         tokio::select! {
