@@ -2,13 +2,13 @@
 //! receive the ones waiting for this node.
 
 use bytes::{Bytes, BytesMut};
-use iroh::endpoint::{RecvStream, SendStream};
+use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
 use mailbox::Post;
 use mailbox::frame::{self, Delivery, MessageId, PostStatus};
 
 use crate::TunnelError;
-use crate::dial::Dialer;
+use crate::dial::{Dialer, stream_error};
 
 use mailbox::frame::MAX_PAYLOAD;
 
@@ -34,20 +34,20 @@ impl MailboxClient {
 
     /// Posts one message and waits for the relay's answer (`Stored` means durable). Posts
     /// may run concurrently; each has its own stream.
+    ///
+    /// If the connection dies under it (the relay restarted), the post is sent once more on
+    /// a new one: the message id makes that safe, the relay answers `duplicate` if the first
+    /// attempt was stored after all.
     pub async fn post(&self, post: &Post) -> Result<PostStatus, TunnelError> {
-        let (mut send, mut recv) = self.dialer.open_bi().await?;
-        let stream_err = |e: &dyn std::fmt::Display| TunnelError::Mailbox(e.to_string());
-        // The relay may answer (and stop reading) before the whole post is sent, for
-        // example when it stores nothing: its answer counts, not the failed write.
-        let sent = send.write_all(&post.encode()).await;
-        if sent.is_ok() {
-            send.finish().map_err(|e| stream_err(&e))?;
-        }
-        let mut status = [0u8; 1];
-        match recv.read_exact(&mut status).await {
-            Ok(()) => PostStatus::from_byte(status[0])
-                .ok_or_else(|| TunnelError::Mailbox(format!("unknown post status {}", status[0]))),
-            Err(e) => Err(sent.err().map_or_else(|| stream_err(&e), |w| stream_err(&w))),
+        let wire = post.encode();
+        let conn = self.dialer.connection().await?;
+        match exchange(&conn, &wire).await {
+            Err(_) if conn.close_reason().is_some() => {
+                self.dialer.forget(&conn).await;
+                let conn = self.dialer.connection().await?;
+                exchange(&conn, &wire).await
+            }
+            other => other,
         }
     }
 
@@ -65,6 +65,24 @@ impl MailboxClient {
             buf: BytesMut::new(),
             acks: BytesMut::new(),
         })
+    }
+}
+
+/// One post on its own stream of `conn`, and the relay's answer.
+async fn exchange(conn: &Connection, wire: &[u8]) -> Result<PostStatus, TunnelError> {
+    let stream_err = |e: &dyn std::fmt::Display| TunnelError::Mailbox(e.to_string());
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(conn, e))?;
+    // The relay may answer (and stop reading) before the whole post is sent, for example
+    // when it stores nothing: its answer counts, not the failed write.
+    let sent = send.write_all(wire).await;
+    if sent.is_ok() {
+        send.finish().map_err(|e| stream_err(&e))?;
+    }
+    let mut status = [0u8; 1];
+    match recv.read_exact(&mut status).await {
+        Ok(()) => PostStatus::from_byte(status[0])
+            .ok_or_else(|| TunnelError::Mailbox(format!("unknown post status {}", status[0]))),
+        Err(e) => Err(sent.err().map_or_else(|| stream_err(&e), |w| stream_err(&w))),
     }
 }
 
