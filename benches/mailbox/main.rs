@@ -183,6 +183,7 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
         for posts_first in if round % 2 == 0 { [true, false] } else { [false, true] } {
             if posts_first {
                 posts_per_sec = post_batch(&clients, &bob, &kib, POSTS).await?;
+                eprintln!("  posts/s {posts_per_sec:.0}");
             } else {
                 let (s3, body) = (s3.clone(), kib.clone());
                 let took = run_concurrent(QUEUED, 16, move |i| {
