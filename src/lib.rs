@@ -5,6 +5,7 @@ pub mod circle;
 pub mod config;
 pub mod credentials;
 pub mod mail;
+pub mod pipe;
 pub mod storage;
 mod tunnel_port;
 

@@ -62,6 +62,22 @@ enum Command {
     Send(SendArgs),
     /// Receive the messages a relay holds for this node, acknowledging each once written.
     Inbox(InboxArgs),
+    /// Join stdin and stdout to another member through the relay's switchboard.
+    Pipe(PipeArgs),
+}
+
+#[derive(Args)]
+struct PipeArgs {
+    /// The relay's link (`haven-relay://relay#…`).
+    relay_link: String,
+    /// Call this member: send stdin until its end, print what comes back.
+    #[arg(long, conflicts_with = "accept", required_unless_present = "accept")]
+    to: Option<EndpointId>,
+    /// Wait for one member to call, join it to stdin/stdout, exit when the pipe closes.
+    #[arg(long)]
+    accept: bool,
+    #[command(flatten)]
+    tunnel: TunnelArgs,
 }
 
 #[derive(Args)]
@@ -347,6 +363,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Connect(args) => connect(data_dir, args).await,
         Command::Doctor(args) => doctor(data_dir, args).await,
         Command::Send(args) => send(data_dir, args).await,
+        Command::Pipe(args) => {
+            let link: RelayLink = args.relay_link.parse().context("relay link")?;
+            let options = args.tunnel.options(&ConfigFile::default())?;
+            match args.to {
+                Some(to) => {
+                    let sent = haven_relay::pipe::call(&data_dir, &link, &options, to).await?;
+                    eprintln!("{sent} bytes delivered");
+                }
+                None => {
+                    let caller = haven_relay::pipe::accept(&data_dir, &link, &options).await?;
+                    eprintln!("the pipe from {caller} closed");
+                }
+            }
+            Ok(())
+        }
         Command::Inbox(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;
             let options = args.tunnel.options(&ConfigFile::default())?;

@@ -16,6 +16,12 @@ use crate::TunnelError;
 /// connection), so well above what one app or `connect` uses in practice.
 const MAX_STREAMS: u32 = 1024;
 
+/// A quiet connection still sends a packet this often, so a peer that crashed (or a relay
+/// killed with -9) is noticed within [`IDLE_TIMEOUT_MS`], not after the 30 s default, and
+/// NAT bindings stay open.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+const IDLE_TIMEOUT_MS: u32 = 8_000;
+
 /// `--iroh-relay default|disabled|URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayChoice {
@@ -81,6 +87,8 @@ pub async fn bind(
 ) -> Result<Endpoint, TunnelError> {
     let transport = QuicTransportConfig::builder()
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .keep_alive_interval(KEEP_ALIVE)
+        .max_idle_timeout(Some(VarInt::from_u32(IDLE_TIMEOUT_MS).into()))
         .build();
     let builder = match &options.relay {
         RelayChoice::Default => Endpoint::builder(presets::N0),

@@ -15,6 +15,8 @@ pub enum TunnelError {
     Stream(String),
     #[error("the mailbox stream to the relay: {0}")]
     Mailbox(String),
+    #[error("no pipe: {0}")]
+    CallFailed(crate::switch::CallStatus),
     #[error("HTTP over the tunnel: {0}")]
     Http(#[from] hyper::Error),
     #[error(transparent)]

@@ -20,15 +20,20 @@ pub mod mailbox_client;
 mod mailbox_server;
 pub mod members;
 pub mod server;
+pub mod switch;
+mod switch_server;
 
 /// The tunnel's ALPN; bump the version on any incompatible change of what streams carry.
 pub const ALPN: &[u8] = b"haven-relay/s3/1";
 /// The mailbox's ALPN (see the `mailbox` crate's `frame` module for what its streams carry).
 pub const MAILBOX_ALPN: &[u8] = b"haven-relay/mailbox/1";
 
+/// The switchboard's ALPN: pipes between members through the relay (see [`switch`]).
+pub const SWITCH_ALPN: &[u8] = b"haven-relay/switch/1";
+
 /// Every protocol a relay endpoint accepts.
 pub fn alpns() -> Vec<Vec<u8>> {
-    vec![ALPN.to_vec(), MAILBOX_ALPN.to_vec()]
+    vec![ALPN.to_vec(), MAILBOX_ALPN.to_vec(), SWITCH_ALPN.to_vec()]
 }
 
 pub use client::TunnelClient;

@@ -20,9 +20,12 @@ use tokio::task::JoinHandle;
 use mailbox::Mailbox;
 
 use crate::members::{self, Members};
+use crate::switch_server::Switchboard;
 
 /// Close code sent to a node that is not (or no longer) a member.
 pub const NOT_A_MEMBER: u32 = 403;
+/// Pipes one member may have open through the switchboard at once.
+const PIPES_PER_MEMBER: usize = 16;
 /// How often the running relay re-reads the members file.
 const MEMBERS_POLL: Duration = Duration::from_millis(500);
 
@@ -67,7 +70,11 @@ impl TunnelServer {
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let connections = Connections::default();
-        let services = Services { frontend, mailbox };
+        let services = Services {
+            frontend,
+            mailbox,
+            switchboard: Switchboard::new(PIPES_PER_MEMBER),
+        };
         let mut tasks = vec![tokio::spawn(accept_loop(
             endpoint.clone(),
             services,
@@ -100,6 +107,7 @@ impl TunnelServer {
 struct Services {
     frontend: Frontend,
     mailbox: Option<Arc<Mailbox>>,
+    switchboard: Arc<Switchboard>,
 }
 
 async fn accept_loop(
@@ -139,10 +147,14 @@ async fn accept_loop(
             }
             tracing::debug!(peer = %peer.fmt_short(), "member connected");
             connections.add(peer, conn.clone());
-            if conn.alpn() == crate::MAILBOX_ALPN {
-                crate::mailbox_server::serve(conn, services.mailbox, members).await;
-            } else {
-                serve_streams(conn, services.frontend, &graceful).await;
+            match conn.alpn() {
+                alpn if alpn == crate::MAILBOX_ALPN => {
+                    crate::mailbox_server::serve(conn, services.mailbox, members).await
+                }
+                alpn if alpn == crate::SWITCH_ALPN => {
+                    crate::switch_server::serve(conn, services.switchboard, members).await
+                }
+                _ => serve_streams(conn, services.frontend, &graceful).await,
             }
         });
     }

@@ -1,0 +1,95 @@
+//! `haven-relay pipe`: stdin and stdout joined to another member through the relay's
+//! switchboard, as the data dir's node (the identity `connect` uses).
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tunnel::link::RelayLink;
+use tunnel::switch::{Pipe, SwitchClient};
+use tunnel::{EndpointId, EndpointOptions};
+
+async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<SwitchClient> {
+    let secret = tunnel::identity::load_or_create(data_dir)?;
+    let endpoint = tunnel::endpoint::bind(secret, options, Vec::new()).await?;
+    Ok(SwitchClient::connect(endpoint, link.endpoint_addr()).await?)
+}
+
+/// `pipe --to`: sends stdin until its end, half-closes, and prints what comes back until the
+/// far side closes. `Ok` only if the relay took every byte and the far side ended cleanly.
+pub async fn call(data_dir: &Path, link: &RelayLink, options: &EndpointOptions, to: EndpointId) -> anyhow::Result<u64> {
+    let client = client(data_dir, link, options).await?;
+    let mut pipe = client.call(to).await.context("opening the pipe")?;
+    let sent = join(&mut pipe, true).await;
+    client.endpoint().close().await;
+    sent
+}
+
+/// `pipe --accept`: serves one caller, and returns when the pipe closes.
+pub async fn accept(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<EndpointId> {
+    let client = client(data_dir, link, options).await?;
+    eprintln!("waiting for a call as {}", client.endpoint().id());
+    let call = client.next_call().await?;
+    let caller = call.caller;
+    let mut pipe = call.accept().await?;
+    let result = join(&mut pipe, false).await;
+    client.endpoint().close().await;
+    result.map(|_| caller)
+}
+
+/// Copies stdin into the pipe and the pipe to stdout. The caller waits for both directions;
+/// the callee stops when the caller's side ends (its stdin may never end), and then ends its
+/// own side, so that the caller sees a clean end.
+async fn join(pipe: &mut Pipe, caller: bool) -> anyhow::Result<u64> {
+    let Pipe { send, recv, .. } = pipe;
+    let caller_ended_first = {
+        let upload = async {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            loop {
+                let n = stdin.read(&mut buf).await.context("reading stdin")?;
+                if n == 0 {
+                    break;
+                }
+                send.write_all(&buf[..n]).await.context("sending into the pipe")?;
+                sent += n as u64;
+            }
+            send.finish().context("closing the pipe")?;
+            // Every byte acknowledged by the relay, which passes them on under flow control.
+            send.stopped()
+                .await
+                .context("the pipe closed before every byte was delivered")?;
+            anyhow::Ok(sent)
+        };
+        let download = async {
+            let mut stdout = tokio::io::stdout();
+            while let Some(chunk) = recv.read_chunk(64 * 1024).await.context("the pipe broke")? {
+                stdout.write_all(&chunk).await.context("writing stdout")?;
+            }
+            stdout.flush().await.context("writing stdout")?;
+            anyhow::Ok(())
+        };
+        if caller {
+            let (sent, received) = tokio::join!(upload, download);
+            received?;
+            return sent;
+        }
+        // Both pinned and polled by reference: a direction still running is never dropped
+        // half way through a chunk (an earlier version lost the last bytes so).
+        tokio::pin!(upload, download);
+        tokio::select! {
+            received = &mut download => { received?; true }
+            sent = &mut upload => {
+                sent?;
+                download.await?;
+                false
+            }
+        }
+    };
+    if caller_ended_first {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send.stopped()).await;
+    }
+    Ok(0)
+}

@@ -1,0 +1,205 @@
+//! The switchboard over real iroh endpoints on loopback: two members whose endpoints know only
+//! the relay's address (so they cannot dial each other) talk through a pipe.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestRelay;
+use common::tunnel::{direct_only, relay_for, relay_link};
+use sha2::{Digest, Sha256};
+use tunnel::switch::{CallStatus, Pipe, SwitchClient};
+use tunnel::{SecretKey, TunnelError};
+
+async fn switch(key: &SecretKey, relay: &TestRelay) -> Result<SwitchClient, TunnelError> {
+    let endpoint = tunnel::endpoint::bind(key.clone(), &direct_only(), Vec::new()).await?;
+    SwitchClient::connect(endpoint, relay_link(relay).endpoint_addr()).await
+}
+
+fn bytes(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) as u8)
+        .collect()
+}
+
+fn status(e: TunnelError) -> CallStatus {
+    match e {
+        TunnelError::CallFailed(s) => s,
+        other => panic!("expected a call status, got {other}"),
+    }
+}
+
+/// Sends `data` and finishes while hashing everything that comes back until the far end
+/// finishes.
+async fn exchange(pipe: &mut Pipe, data: &[u8]) -> sha2::digest::Output<Sha256> {
+    let Pipe { send, recv, .. } = pipe;
+    let sending = async {
+        for chunk in data.chunks(1 << 20) {
+            send.write_all(chunk).await.unwrap();
+        }
+        send.finish().unwrap();
+    };
+    let receiving = async {
+        let mut h = Sha256::new();
+        while let Some(c) = recv.read_chunk(1 << 20).await.unwrap() {
+            h.update(&c);
+        }
+        h.finalize()
+    };
+    let ((), got) = tokio::join!(sending, receiving);
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_mib_each_way_at_once_arrive_intact() {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let (a, b) = (
+        switch(&alice, &relay).await.unwrap(),
+        switch(&bob, &relay).await.unwrap(),
+    );
+    let (up, down) = (bytes(64 << 20, 1), bytes(64 << 20, 2));
+    let (want_up, want_down) = (Sha256::digest(&up), Sha256::digest(&down));
+    let alice_id = alice.public();
+    let callee = tokio::spawn(async move {
+        let call = b.next_call().await.unwrap();
+        assert_eq!(call.caller, alice_id, "the relay says who calls");
+        let mut pipe = call.accept().await.unwrap();
+        exchange(&mut pipe, &down).await
+    });
+    let mut pipe = a.call(bob.public()).await.unwrap();
+    assert_eq!(exchange(&mut pipe, &up).await, want_down);
+    assert_eq!(callee.await.unwrap(), want_up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_pass_between_the_two_ends() {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let (a, b) = (
+        switch(&alice, &relay).await.unwrap(),
+        switch(&bob, &relay).await.unwrap(),
+    );
+    let callee = tokio::spawn(async move {
+        let mut pipe = b.next_call().await.unwrap().accept().await.unwrap();
+        let got = pipe.recv_datagram().await.unwrap();
+        pipe.send_datagram(&[got.as_ref(), b" back"].concat()).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        got
+    });
+    let mut pipe = a.call(bob.public()).await.unwrap();
+    // Datagrams may be lost: send until one comes back.
+    let back = loop {
+        pipe.send_datagram(b"ping").unwrap();
+        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(200), pipe.recv_datagram()).await {
+            break d;
+        }
+    };
+    assert_eq!(back.as_ref(), b"ping back");
+    assert_eq!(callee.await.unwrap().as_ref(), b"ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_cannot_connect_get_a_clear_answer_at_once() {
+    let (alice, bob, carol) = (SecretKey::generate(), SecretKey::generate(), SecretKey::generate());
+    let outsider = SecretKey::generate();
+    let relay = relay_for(&[alice.public(), bob.public(), carol.public()]).await;
+    let a = switch(&alice, &relay).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(status(a.call(bob.public()).await.err().unwrap()), CallStatus::Offline);
+    assert_eq!(
+        status(a.call(outsider.public()).await.err().unwrap()),
+        CallStatus::NotAMember
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Carol is online and refuses.
+    let c = switch(&carol, &relay).await.unwrap();
+    tokio::spawn(async move { c.next_call().await.unwrap().refuse().await });
+    assert_eq!(status(a.call(carol.public()).await.err().unwrap()), CallStatus::Refused);
+    // A non-member cannot even reach the switchboard.
+    let stranger = switch(&outsider, &relay).await;
+    let refused = match stranger {
+        Err(e) => Err(e),
+        Ok(s) => s.call(alice.public()).await.map(|_| ()),
+    };
+    assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_member_cuts_its_pipes() {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let (a, b) = (
+        switch(&alice, &relay).await.unwrap(),
+        switch(&bob, &relay).await.unwrap(),
+    );
+    let callee = tokio::spawn(async move {
+        let mut pipe = b.next_call().await.unwrap().accept().await.unwrap();
+        let mut total = 0usize;
+        loop {
+            match pipe.recv.read_chunk(1 << 16).await {
+                Ok(Some(c)) => total += c.len(),
+                Ok(None) => return Ok(total),
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let mut pipe = a.call(bob.public()).await.unwrap();
+    pipe.send.write_all(b"hello").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tunnel::members::save(relay.dir.path(), &[alice.public()].into_iter().collect()).unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(5), callee)
+        .await
+        .expect("cut within seconds");
+    assert!(cut.unwrap().is_err(), "bob's end is cut, not finished");
+    let mut buf = [0u8; 1];
+    let alice_end = tokio::time::timeout(Duration::from_secs(5), pipe.recv.read(&mut buf)).await;
+    assert!(!matches!(alice_end, Ok(Ok(Some(_)))), "alice's end ends too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_pipes_at_once() {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let (a, b) = (
+        switch(&alice, &relay).await.unwrap(),
+        switch(&bob, &relay).await.unwrap(),
+    );
+    let callee = tokio::spawn(async move {
+        let mut served = Vec::new();
+        for _ in 0..16 {
+            let call = b.next_call().await.unwrap();
+            served.push(tokio::spawn(async move {
+                let mut pipe = call.accept().await.unwrap();
+                // Echo.
+                let Pipe { send, recv, .. } = &mut pipe;
+                while let Some(c) = recv.read_chunk(1 << 16).await.unwrap() {
+                    send.write_chunk(c).await.unwrap();
+                }
+                send.finish().unwrap();
+                let _ = send.stopped().await;
+            }));
+        }
+        for s in served {
+            s.await.unwrap();
+        }
+    });
+    let a = std::sync::Arc::new(a);
+    let mut calls = Vec::new();
+    for i in 0..16u32 {
+        let (a, bob) = (a.clone(), bob.public());
+        calls.push(tokio::spawn(async move {
+            let data = bytes(1 << 20, i);
+            let mut pipe = a.call(bob).await.unwrap();
+            assert_eq!(exchange(&mut pipe, &data).await, Sha256::digest(&data));
+        }));
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+    callee.await.unwrap();
+    // Once they are closed their places are free again: the next call is rung (and refused).
+    let b2 = switch(&bob, &relay).await.unwrap();
+    tokio::spawn(async move { b2.next_call().await.unwrap().refuse().await });
+    assert_eq!(status(a.call(bob.public()).await.err().unwrap()), CallStatus::Refused);
+}
