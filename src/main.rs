@@ -366,17 +366,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Pipe(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;
             let options = args.tunnel.options(&ConfigFile::default())?;
-            match args.to {
-                Some(to) => {
-                    let sent = haven_relay::pipe::call(&data_dir, &link, &options, to).await?;
-                    eprintln!("{sent} bytes delivered");
+            let outcome = match args.to {
+                Some(to) => haven_relay::pipe::call(&data_dir, &link, &options, to)
+                    .await
+                    .map(|sent| format!("{sent} bytes sent, and the far side received everything")),
+                None => haven_relay::pipe::accept(&data_dir, &link, &options)
+                    .await
+                    .map(|caller| format!("the pipe from {caller} closed")),
+            };
+            // Exit here: a read of a stdin that never ends would otherwise hold the runtime
+            // (and the process) open after the pipe has closed.
+            let code = match outcome {
+                Ok(done) => {
+                    eprintln!("{done}");
+                    0
                 }
-                None => {
-                    let caller = haven_relay::pipe::accept(&data_dir, &link, &options).await?;
-                    eprintln!("the pipe from {caller} closed");
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    1
                 }
-            }
-            Ok(())
+            };
+            std::process::exit(code)
         }
         Command::Inbox(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;

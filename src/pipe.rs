@@ -16,11 +16,15 @@ async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) ->
 }
 
 /// `pipe --to`: sends stdin until its end, half-closes, and prints what comes back until the
-/// far side closes. `Ok` only if the relay took every byte and the far side ended cleanly.
+/// far side closes. `Ok` only once the far side has ended cleanly, which `--accept` does only
+/// after it has written everything it received: every byte was delivered.
 pub async fn call(data_dir: &Path, link: &RelayLink, options: &EndpointOptions, to: EndpointId) -> anyhow::Result<u64> {
     let client = client(data_dir, link, options).await?;
-    let mut pipe = client.call(to).await.context("opening the pipe")?;
-    let sent = join(&mut pipe, true).await;
+    let sent = async {
+        let mut pipe = client.call(to).await.context("opening the pipe")?;
+        join(&mut pipe, true).await
+    }
+    .await;
     client.endpoint().close().await;
     sent
 }
@@ -29,20 +33,26 @@ pub async fn call(data_dir: &Path, link: &RelayLink, options: &EndpointOptions, 
 pub async fn accept(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<EndpointId> {
     let client = client(data_dir, link, options).await?;
     eprintln!("waiting for a call as {}", client.endpoint().id());
-    let call = client.next_call().await?;
-    let caller = call.caller;
-    let mut pipe = call.accept().await?;
-    let result = join(&mut pipe, false).await;
+    let served = async {
+        let call = client.next_call().await?;
+        let caller = call.caller;
+        let mut pipe = call.accept().await?;
+        join(&mut pipe, false).await.map(|_| caller)
+    }
+    .await;
     client.endpoint().close().await;
-    result.map(|_| caller)
+    served
 }
 
-/// Copies stdin into the pipe and the pipe to stdout. The caller waits for both directions;
-/// the callee stops when the caller's side ends (its stdin may never end), and then ends its
-/// own side, so that the caller sees a clean end.
+/// Copies stdin into the pipe and the pipe to stdout.
+///
+/// The caller finishes its side when stdin ends and waits for the far side's end. The callee
+/// finishes its side only once the caller's has ended and everything received is written
+/// out (whether or not its own stdin has ended): so the caller's "far side ended" means
+/// "everything arrived".
 async fn join(pipe: &mut Pipe, caller: bool) -> anyhow::Result<u64> {
     let Pipe { send, recv, .. } = pipe;
-    let caller_ended_first = {
+    let sent = {
         let upload = async {
             let mut stdin = tokio::io::stdin();
             let mut buf = vec![0u8; 64 * 1024];
@@ -55,11 +65,9 @@ async fn join(pipe: &mut Pipe, caller: bool) -> anyhow::Result<u64> {
                 send.write_all(&buf[..n]).await.context("sending into the pipe")?;
                 sent += n as u64;
             }
-            send.finish().context("closing the pipe")?;
-            // Every byte acknowledged by the relay, which passes them on under flow control.
-            send.stopped()
-                .await
-                .context("the pipe closed before every byte was delivered")?;
+            if caller {
+                send.finish().context("closing the pipe")?;
+            }
             anyhow::Ok(sent)
         };
         let download = async {
@@ -79,17 +87,15 @@ async fn join(pipe: &mut Pipe, caller: bool) -> anyhow::Result<u64> {
         // half way through a chunk (an earlier version lost the last bytes so).
         tokio::pin!(upload, download);
         tokio::select! {
-            received = &mut download => { received?; true }
+            received = &mut download => { received?; 0 }
             sent = &mut upload => {
-                sent?;
+                let sent = sent?;
                 download.await?;
-                false
+                sent
             }
         }
     };
-    if caller_ended_first {
-        let _ = send.finish();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send.stopped()).await;
-    }
-    Ok(0)
+    send.finish().context("closing the pipe")?;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), send.stopped()).await;
+    Ok(sent)
 }

@@ -203,3 +203,56 @@ async fn sixteen_pipes_at_once() {
     tokio::spawn(async move { b2.next_call().await.unwrap().refuse().await });
     assert_eq!(status(a.call(bob.public()).await.err().unwrap()), CallStatus::Refused);
 }
+
+/// Found by a hostile member: unanswered rings took the callee's pipe places (anyone could
+/// lock a member out for 30 s at a time), and pipes whose other end died kept theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_rings_and_dead_ends_lock_nobody_out() {
+    let (alice, bob, carol) = (SecretKey::generate(), SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public(), carol.public()]).await;
+    let b = std::sync::Arc::new(switch(&bob, &relay).await.unwrap());
+    let c = std::sync::Arc::new(switch(&carol, &relay).await.unwrap());
+    // Carol rings bob 16 times and he answers none of them (yet).
+    let mut rings = Vec::new();
+    for _ in 0..16 {
+        let (c, bob) = (c.clone(), bob.public());
+        rings.push(tokio::spawn(async move { c.call(bob).await.map(|_| ()) }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Bob can still place calls of his own, and alice's call still rings him.
+    let a = std::sync::Arc::new(switch(&alice, &relay).await.unwrap());
+    let a_answers = {
+        let a = a.clone();
+        tokio::spawn(async move { a.next_call().await.unwrap().refuse().await })
+    };
+    assert_eq!(status(b.call(alice.public()).await.err().unwrap()), CallStatus::Refused);
+    a_answers.await.unwrap();
+    // Bob now takes the 16 calls; carol's side dies with all 16 pipes open.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(b.next_call().await.unwrap().accept().await.unwrap());
+    }
+    for r in rings {
+        r.await.unwrap().unwrap();
+    }
+    drop(c);
+    // Within seconds bob's places are back: a new call from alice is rung again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        let b2 = b.clone();
+        let answer = tokio::spawn(async move {
+            if let Ok(Ok(call)) = tokio::time::timeout(Duration::from_secs(2), b2.next_call()).await {
+                call.refuse().await;
+            }
+        });
+        let outcome = a.call(bob.public()).await.err().map(status);
+        let _ = answer.await;
+        if outcome == Some(CallStatus::Refused) {
+            return;
+        }
+        last = outcome;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("bob is still locked out: {last:?}");
+}

@@ -18,6 +18,8 @@ use crate::switch::{ACCEPT, CALL, CallStatus, HELLO, VERSION};
 pub const SUPERSEDED: u32 = 409;
 /// How long the callee may take to answer a ring.
 const RING: Duration = Duration::from_secs(30);
+/// Rings one caller may have going at once.
+const RINGS_PER_CALLER: usize = 16;
 /// How long a caller may take to say whom it calls.
 const DIAL: Duration = Duration::from_secs(10);
 
@@ -27,6 +29,8 @@ pub(crate) struct Switchboard {
     /// Pipe id → the connections at its two ends.
     pipes: Mutex<HashMap<u64, (Connection, Connection)>>,
     open: Mutex<HashMap<EndpointId, usize>>,
+    /// Rings in progress per caller.
+    ringing: Mutex<HashMap<EndpointId, usize>>,
     next_pipe: AtomicU64,
     max_pipes_per_member: usize,
 }
@@ -37,28 +41,54 @@ impl Switchboard {
             online: Mutex::default(),
             pipes: Mutex::default(),
             open: Mutex::default(),
+            ringing: Mutex::default(),
             next_pipe: AtomicU64::new(1),
             max_pipes_per_member,
         })
     }
 
+    /// The members a pipe between `a` and `b` counts against (once, for a call to oneself).
+    fn ends(a: EndpointId, b: EndpointId) -> Vec<EndpointId> {
+        if a == b { vec![a] } else { vec![a, b] }
+    }
+
+    fn has_room(&self, a: EndpointId, b: EndpointId) -> bool {
+        let open = self.open.lock().expect("switch lock");
+        Self::ends(a, b)
+            .iter()
+            .all(|m| open.get(m).copied().unwrap_or(0) < self.max_pipes_per_member)
+    }
+
     /// Counts a pipe against both ends' limits, or says it would exceed one.
     fn take_pipe(&self, a: EndpointId, b: EndpointId) -> bool {
         let mut open = self.open.lock().expect("switch lock");
-        if [a, b]
+        let ends = Self::ends(a, b);
+        if ends
             .iter()
             .any(|m| open.get(m).copied().unwrap_or(0) >= self.max_pipes_per_member)
         {
             return false;
         }
-        *open.entry(a).or_default() += 1;
-        *open.entry(b).or_default() += 1;
+        for m in ends {
+            *open.entry(m).or_default() += 1;
+        }
         true
+    }
+
+    /// A place among `caller`'s rings in progress, freed when dropped.
+    fn start_ring(self: &Switchboard, caller: EndpointId) -> Option<RingGuard<'_>> {
+        let mut ringing = self.ringing.lock().expect("switch lock");
+        let n = ringing.entry(caller).or_default();
+        if *n >= RINGS_PER_CALLER {
+            return None;
+        }
+        *n += 1;
+        Some(RingGuard { board: self, caller })
     }
 
     fn give_back(&self, a: EndpointId, b: EndpointId) {
         let mut open = self.open.lock().expect("switch lock");
-        for m in [a, b] {
+        for m in Self::ends(a, b) {
             if let Some(n) = open.get_mut(&m) {
                 *n -= 1;
                 if *n == 0 {
@@ -89,8 +119,8 @@ pub(crate) async fn serve(conn: Connection, board: Arc<Switchboard>, members: Me
                 break;
             }
         };
-        let (board, members) = (board.clone(), members.clone());
-        tokio::spawn(async move { call(peer, send, recv, board, members).await });
+        let (board, members, conn) = (board.clone(), members.clone(), conn.clone());
+        tokio::spawn(async move { call(conn, send, recv, board, members).await });
     }
     let mut online = board.online.lock().expect("switch lock");
     if online.get(&peer).is_some_and(|c| c.stable_id() == conn.stable_id()) {
@@ -98,15 +128,17 @@ pub(crate) async fn serve(conn: Connection, board: Arc<Switchboard>, members: Me
     }
 }
 
+/// One stream a member opened: a hello, or a call.
 async fn call(
-    caller: EndpointId,
+    a_conn: Connection,
     mut send: SendStream,
     mut recv: RecvStream,
     board: Arc<Switchboard>,
     members: Members,
 ) {
+    let caller = a_conn.remote_id();
     let mut kind = [0u8; 2];
-    let status = match tokio::time::timeout(DIAL, recv.read_exact(&mut kind)).await {
+    let callee = match tokio::time::timeout(DIAL, recv.read_exact(&mut kind)).await {
         // "Am I reachable yet?": this connection was registered before its first stream.
         Ok(Ok(())) if kind == [HELLO, VERSION] => {
             let _ = send.write_all(&[0]).await;
@@ -116,16 +148,27 @@ async fn call(
         Ok(Ok(())) if kind == [CALL, VERSION] => {
             let mut callee = [0u8; 32];
             match tokio::time::timeout(DIAL, recv.read_exact(&mut callee)).await {
-                Ok(Ok(())) => match EndpointId::from_bytes(&callee) {
-                    Ok(callee) => ring(caller, callee, &board, &members).await,
-                    Err(_) => Err(CallStatus::NotAMember),
-                },
+                Ok(Ok(())) => EndpointId::from_bytes(&callee).map_err(|_| CallStatus::NotAMember),
                 _ => Err(CallStatus::Malformed),
             }
         }
         _ => Err(CallStatus::Malformed),
     };
-    let (callee, pipe_id, mut b_send, mut b_recv, b_conn) = match status {
+    let rung = match callee {
+        // The ring is abandoned the moment the caller leaves.
+        Ok(callee) => tokio::select! {
+            rung = ring(caller, callee, &board, &members) => rung,
+            _ = a_conn.closed() => return,
+        },
+        Err(status) => Err(status),
+    };
+    let Rung {
+        callee,
+        pipe_id,
+        mut b_send,
+        mut b_recv,
+        b_conn,
+    } = match rung {
         Ok(rung) => rung,
         Err(status) => {
             let mut answer = [0u8; 9];
@@ -138,30 +181,72 @@ async fn call(
     let mut answer = [0u8; 9];
     answer[0] = CallStatus::Connected as u8;
     answer[1..].copy_from_slice(&pipe_id.to_be_bytes());
-    if send.write_all(&answer).await.is_ok() {
-        let a_conn = board.online.lock().expect("switch lock").get(&caller).cloned();
-        if let Some(a_conn) = a_conn {
-            board
-                .pipes
-                .lock()
-                .expect("switch lock")
-                .insert(pipe_id, (a_conn, b_conn));
-        }
-        tracing::debug!(pipe = pipe_id, "pipe open");
-        let (up, down) = tokio::join!(splice(&mut recv, &mut b_send), splice(&mut b_recv, &mut send));
-        tracing::debug!(pipe = pipe_id, up, down, "pipe closed");
-        board.pipes.lock().expect("switch lock").remove(&pipe_id);
+    if send.write_all(&answer).await.is_err() {
+        // The caller left after all: the callee's pipe is cut, not cleanly ended.
+        let _ = b_send.reset(VarInt::from_u32(0));
+        let _ = b_recv.stop(VarInt::from_u32(0));
+        board.give_back(caller, callee);
+        return;
     }
+    board
+        .pipes
+        .lock()
+        .expect("switch lock")
+        .insert(pipe_id, (a_conn.clone(), b_conn.clone()));
+    tracing::debug!(pipe = pipe_id, "pipe open");
+    let broken = {
+        let up = splice(&mut recv, &mut b_send);
+        let down = splice(&mut b_recv, &mut send);
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        // Both directions to their end; a reset, or either end's connection going away,
+        // tears the whole pipe down at once (its places are freed with it).
+        loop {
+            let clean = tokio::select! {
+                clean = &mut up, if !up_done => { up_done = true; clean }
+                clean = &mut down, if !down_done => { down_done = true; clean }
+                _ = a_conn.closed() => false,
+                _ = b_conn.closed() => false,
+            };
+            if !clean {
+                break true;
+            }
+            if up_done && down_done {
+                break false;
+            }
+        }
+    };
+    if broken {
+        for stream in [&mut send, &mut b_send] {
+            let _ = stream.reset(VarInt::from_u32(0));
+        }
+        for stream in [&mut recv, &mut b_recv] {
+            let _ = stream.stop(VarInt::from_u32(0));
+        }
+    }
+    tracing::debug!(pipe = pipe_id, broken, "pipe closed");
+    board.pipes.lock().expect("switch lock").remove(&pipe_id);
     board.give_back(caller, callee);
 }
 
-/// Checks the call and rings the callee; on acceptance, the callee's end of the pipe.
+/// The callee's end of an accepted call.
+struct Rung {
+    callee: EndpointId,
+    pipe_id: u64,
+    b_send: SendStream,
+    b_recv: RecvStream,
+    b_conn: Connection,
+}
+
+/// Checks the call and rings the callee. A ring takes no pipe places (a member that does not
+/// answer cannot be locked out by it); the places are taken when the callee accepts. Each
+/// caller may have [`RINGS_PER_CALLER`] rings going at once.
 async fn ring(
     caller: EndpointId,
     callee: EndpointId,
     board: &Switchboard,
     members: &Members,
-) -> Result<(EndpointId, u64, SendStream, RecvStream, Connection), CallStatus> {
+) -> Result<Rung, CallStatus> {
     if !members.contains(&callee) {
         return Err(CallStatus::NotAMember);
     }
@@ -172,53 +257,77 @@ async fn ring(
         .get(&callee)
         .cloned()
         .ok_or(CallStatus::Offline)?;
-    if !board.take_pipe(caller, callee) {
+    if !board.has_room(caller, callee) {
         return Err(CallStatus::TooManyPipes);
     }
+    let _ringing = board.start_ring(caller).ok_or(CallStatus::TooManyPipes)?;
     let pipe_id = board.next_pipe.fetch_add(1, Ordering::Relaxed);
-    let rung = async {
-        let (mut b_send, mut b_recv) = b_conn.open_bi().await.map_err(|_| CallStatus::Offline)?;
+    // The whole ring, opening the stream included, is bounded: a callee that never takes
+    // rings (a full stream window) gets `no answer`, never a caller waiting forever.
+    let rung = tokio::time::timeout(RING, async {
+        let (mut b_send, mut b_recv) = b_conn.open_bi().await?;
         let mut ring = Vec::with_capacity(40);
         ring.extend_from_slice(caller.as_bytes());
         ring.extend_from_slice(&pipe_id.to_be_bytes());
-        b_send.write_all(&ring).await.map_err(|_| CallStatus::Offline)?;
+        b_send.write_all(&ring).await?;
         let mut reply = [0u8; 1];
-        match tokio::time::timeout(RING, b_recv.read_exact(&mut reply)).await {
-            Ok(Ok(())) if reply[0] == ACCEPT => Ok((b_send, b_recv)),
-            Ok(Ok(())) => Err(CallStatus::Refused),
-            Ok(Err(_)) => Err(CallStatus::Refused),
-            Err(_) => Err(CallStatus::NoAnswer),
-        }
+        b_recv.read_exact(&mut reply).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((reply[0], b_send, b_recv))
+    })
+    .await;
+    let (reply, b_send, b_recv) = match rung {
+        Err(_) => return Err(CallStatus::NoAnswer),
+        // A callee that crashed is offline, not refusing.
+        Ok(Err(_)) if b_conn.close_reason().is_some() => return Err(CallStatus::Offline),
+        Ok(Err(_)) => return Err(CallStatus::Refused),
+        Ok(Ok(answered)) => answered,
     };
-    match rung.await {
-        Ok((b_send, b_recv)) => Ok((callee, pipe_id, b_send, b_recv, b_conn)),
-        Err(status) => {
-            board.give_back(caller, callee);
-            Err(status)
+    if reply != ACCEPT {
+        return Err(CallStatus::Refused);
+    }
+    if !board.take_pipe(caller, callee) {
+        let (mut b_send, mut b_recv) = (b_send, b_recv);
+        let _ = b_send.reset(VarInt::from_u32(0));
+        let _ = b_recv.stop(VarInt::from_u32(0));
+        return Err(CallStatus::TooManyPipes);
+    }
+    Ok(Rung {
+        callee,
+        pipe_id,
+        b_send,
+        b_recv,
+        b_conn,
+    })
+}
+
+/// Copies one direction chunk by chunk until its end, then passes the end on (half-close).
+/// `false` if it broke (a reset, a lost connection, the reader stopping).
+async fn splice(from: &mut RecvStream, to: &mut SendStream) -> bool {
+    loop {
+        match from.read_chunk(64 * 1024).await {
+            Ok(Some(chunk)) => {
+                if to.write_chunk(chunk).await.is_err() {
+                    return false;
+                }
+            }
+            Ok(None) => return to.finish().is_ok(),
+            Err(_) => return false,
         }
     }
 }
 
-/// Copies one direction chunk by chunk until its end, then passes the end on (half-close);
-/// a reset or a lost connection resets the other side. Returns the bytes moved.
-async fn splice(from: &mut RecvStream, to: &mut SendStream) -> u64 {
-    let mut moved = 0;
-    loop {
-        match from.read_chunk(64 * 1024).await {
-            Ok(Some(chunk)) => {
-                moved += chunk.len() as u64;
-                if to.write_chunk(chunk).await.is_err() {
-                    let _ = from.stop(VarInt::from_u32(0));
-                    return moved;
-                }
-            }
-            Ok(None) => {
-                let _ = to.finish();
-                return moved;
-            }
-            Err(_) => {
-                let _ = to.reset(VarInt::from_u32(0));
-                return moved;
+struct RingGuard<'a> {
+    board: &'a Switchboard,
+    caller: EndpointId,
+}
+
+impl Drop for RingGuard<'_> {
+    fn drop(&mut self) {
+        let mut ringing = self.board.ringing.lock().expect("switch lock");
+        if let Some(n) = ringing.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                ringing.remove(&self.caller);
             }
         }
     }
