@@ -65,11 +65,12 @@ async fn sixty_four_mib_each_way_at_once_arrive_intact() {
         let call = b.next_call().await.unwrap();
         assert_eq!(call.caller, alice_id, "the relay says who calls");
         let mut pipe = call.accept().await.unwrap();
-        exchange(&mut pipe, &down).await
+        let got = exchange(&mut pipe, &down).await;
+        (got, b, pipe) // kept until the caller is done too
     });
     let mut pipe = a.call(bob.public()).await.unwrap();
     assert_eq!(exchange(&mut pipe, &up).await, want_down);
-    assert_eq!(callee.await.unwrap(), want_up);
+    assert_eq!(callee.await.unwrap().0, want_up);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,14 +199,17 @@ async fn call(
         let down = splice(&mut b_recv, &mut send);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
-        // Both directions to their end; a reset, or either end's connection going away,
-        // tears the whole pipe down at once (its places are freed with it).
+        let (mut a_gone, mut b_gone) = (false, false);
+        // Both directions to their end; a reset tears the whole pipe down at once (its places
+        // are freed with it). An end whose connection goes away breaks the pipe only if
+        // something is still to be written to it: what it sent before leaving is still
+        // passed on.
         loop {
             let clean = tokio::select! {
                 clean = &mut up, if !up_done => { up_done = true; clean }
                 clean = &mut down, if !down_done => { down_done = true; clean }
-                _ = a_conn.closed() => false,
-                _ = b_conn.closed() => false,
+                _ = a_conn.closed(), if !a_gone => { a_gone = true; down_done }
+                _ = b_conn.closed(), if !b_gone => { b_gone = true; up_done }
             };
             if !clean {
                 break true;
