@@ -1,6 +1,8 @@
 //! The built binary driven as a user would: `credentials`, then `run` with the aws CLI.
 //! The aws CLI comes from PyPI via tests/run.sh, which sets HAVEN_RELAY_AWS_CLI.
 
+mod binary;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -172,27 +174,9 @@ fn aws_cli_round_trip_against_the_binary() {
     assert!(status.success(), "relay exited with {status}");
 }
 
-/// Starts `haven-relay ARGS` and returns it with the value of the first stdout line that
-/// starts with `label`; the rest of stdout keeps draining in the background.
+/// Starts `haven-relay ARGS` and returns it with the value after `label` on its stdout.
 fn spawn_until(args: &[&str], label: &str) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let value = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("{args:?} exited before printing {label}"))
-            .unwrap();
-        if let Some(rest) = line.trim().strip_prefix(label) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, value)
+    binary::spawn_until(binary::haven(args), label)
 }
 
 fn stdout_of(args: &[&str]) -> String {

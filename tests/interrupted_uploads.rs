@@ -2,9 +2,9 @@
 //! files are deleted and unfinished S3 multipart uploads aborted, and no `rclone serve s3`
 //! outlives the relay that started it.
 
+mod binary;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,22 +13,21 @@ use backends::spec::{BackendSpec, S3Keys};
 use common::mirror_set::mirrored;
 use common::stand_ins::{self, BUCKET, s3_spec};
 
-const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
 const KEY: &str = "KILLTESTKEY";
 const SECRET: &str = "kill-test-secret";
 
 /// `haven-relay run` on an rclone remote, and the S3 endpoint it printed.
 fn start_relay(data: &Path, conf: &Path) -> (Child, String) {
-    let mut relay = Command::new(BIN)
-        .args([
-            "run",
-            "--s3-addr",
-            "127.0.0.1:0",
-            "--scrub-rate",
-            "0",
-            "--rclone-remote",
-            "friends:haven",
-        ])
+    let mut command = binary::haven(&[
+        "run",
+        "--s3-addr",
+        "127.0.0.1:0",
+        "--scrub-rate",
+        "0",
+        "--rclone-remote",
+        "friends:haven",
+    ]);
+    command
         .arg("--data-dir")
         .arg(data)
         .arg("--rclone-config")
@@ -36,20 +35,8 @@ fn start_relay(data: &Path, conf: &Path) -> (Child, String) {
         .arg("--rclone-bin")
         .arg(stand_ins::rclone_binary())
         .env("HAVEN_RELAY_ACCESS_KEY", KEY)
-        .env("HAVEN_RELAY_SECRET_KEY", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let endpoint = loop {
-        let line = lines.next().expect("relay printed its banner").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (relay, endpoint)
+        .env("HAVEN_RELAY_SECRET_KEY", SECRET);
+    binary::spawn_until(command, "S3 endpoint:")
 }
 
 /// The aws CLI against `endpoint`, uploading as one slow PUT (no multipart, 8 MB/s).

@@ -1,12 +1,12 @@
 //! `haven-relay send` and `haven-relay inbox` between real processes, with the relay killed
 //! with -9 while a message waits.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod binary;
 
-const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
-const TUNNEL: [&str; 4] = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use binary::{BIN, TUNNEL, circle_link, node_id, tunnel_relay as start_relay};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     Command::new(BIN)
@@ -18,30 +18,6 @@ fn run(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
-fn node_id(dir: &Path) -> String {
-    let out = Command::new(BIN).args(["id", "--data-dir"]).arg(dir).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// The relay, and the relay link it printed.
-fn start_relay(dir: &Path, circle: Option<&str>) -> (Child, String) {
-    let mut command = Command::new(BIN);
-    command.args(["run", "--data-dir"]).arg(dir).args(TUNNEL);
-    if let Some(link) = circle {
-        command.args(["--link", link]);
-    }
-    let mut relay = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let link = loop {
-        let line = lines.next().expect("the relay printed its link").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("relay link:") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (relay, link)
-}
-
 #[test]
 fn send_and_inbox_between_processes_survive_a_killed_relay() {
     let (relay_dir, alice_dir, bob_dir) = (
@@ -50,11 +26,7 @@ fn send_and_inbox_between_processes_survive_a_killed_relay() {
         tempfile::tempdir().unwrap(),
     );
     let (alice, bob) = (node_id(alice_dir.path()), node_id(bob_dir.path()));
-    let circle = tunnel::link::CircleLink {
-        circle: tunnel::link::CircleId([3; 16]),
-        members: vec![alice.parse().unwrap(), bob.parse().unwrap()],
-    }
-    .to_string();
+    let circle = circle_link(3, &[&alice, &bob]);
     let (mut relay, link) = start_relay(relay_dir.path(), Some(&circle));
 
     let letter = alice_dir.path().join("letter.sealed");

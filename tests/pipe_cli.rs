@@ -1,39 +1,14 @@
 //! `haven-relay pipe --to` | `haven-relay pipe --accept` between real processes, as a user
 //! would run them: stdin to the far side's stdout, both ways.
 
+mod binary;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
-const TUNNEL: [&str; 4] = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
-
-fn node_id(dir: &Path) -> String {
-    let out = Command::new(BIN).args(["id", "--data-dir"]).arg(dir).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn start_relay(dir: &Path, circle: &str) -> (Child, String) {
-    let mut relay = Command::new(BIN)
-        .args(["run", "--data-dir"])
-        .arg(dir)
-        .args(TUNNEL)
-        .args(["--link", circle])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let link = loop {
-        let line = lines.next().expect("the relay printed its link").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("relay link:") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (relay, link)
-}
+use binary::{BIN, TUNNEL, circle_link, node_id, tunnel_relay};
 
 fn pipe(dir: &Path, link: &str, extra: &[&str]) -> Child {
     Command::new(BIN)
@@ -56,12 +31,8 @@ fn pipe_to_and_pipe_accept_join_two_members() {
         tempfile::tempdir().unwrap(),
     );
     let (alice, bob) = (node_id(alice_dir.path()), node_id(bob_dir.path()));
-    let circle = tunnel::link::CircleLink {
-        circle: tunnel::link::CircleId([4; 16]),
-        members: vec![alice.parse().unwrap(), bob.parse().unwrap()],
-    }
-    .to_string();
-    let (mut relay, link) = start_relay(relay_dir.path(), &circle);
+    let circle = circle_link(4, &[&alice, &bob]);
+    let (mut relay, link) = tunnel_relay(relay_dir.path(), Some(&circle));
 
     // Nobody is listening yet: an immediate, clear refusal.
     let offline = pipe(alice_dir.path(), &link, &["--to", &bob])

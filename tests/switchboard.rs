@@ -16,6 +16,31 @@ async fn switch(key: &SecretKey, relay: &TestRelay) -> Result<SwitchClient, Tunn
     SwitchClient::connect(endpoint, relay_link(relay).endpoint_addr()).await
 }
 
+/// Two members of a circle on one relay, each with its switchboard connection open.
+struct Two {
+    alice: SecretKey,
+    bob: SecretKey,
+    relay: TestRelay,
+    a: SwitchClient,
+    b: SwitchClient,
+}
+
+async fn two_members() -> Two {
+    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
+    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let (a, b) = (
+        switch(&alice, &relay).await.unwrap(),
+        switch(&bob, &relay).await.unwrap(),
+    );
+    Two {
+        alice,
+        bob,
+        relay,
+        a,
+        b,
+    }
+}
+
 fn bytes(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) as u8)
@@ -52,12 +77,13 @@ async fn exchange(pipe: &mut Pipe, data: &[u8]) -> sha2::digest::Output<Sha256> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_mib_each_way_at_once_arrive_intact() {
-    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
-    let relay = relay_for(&[alice.public(), bob.public()]).await;
-    let (a, b) = (
-        switch(&alice, &relay).await.unwrap(),
-        switch(&bob, &relay).await.unwrap(),
-    );
+    let Two {
+        alice,
+        bob,
+        relay: _relay,
+        a,
+        b,
+    } = two_members().await;
     let (up, down) = (bytes(64 << 20, 1), bytes(64 << 20, 2));
     let (want_up, want_down) = (Sha256::digest(&up), Sha256::digest(&down));
     let alice_id = alice.public();
@@ -75,12 +101,13 @@ async fn sixty_four_mib_each_way_at_once_arrive_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datagrams_pass_between_the_two_ends() {
-    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
-    let relay = relay_for(&[alice.public(), bob.public()]).await;
-    let (a, b) = (
-        switch(&alice, &relay).await.unwrap(),
-        switch(&bob, &relay).await.unwrap(),
-    );
+    let Two {
+        alice: _alice,
+        bob,
+        relay: _relay,
+        a,
+        b,
+    } = two_members().await;
     let callee = tokio::spawn(async move {
         let mut pipe = b.next_call().await.unwrap().accept().await.unwrap();
         let got = pipe.recv_datagram().await.unwrap();
@@ -128,12 +155,13 @@ async fn calls_that_cannot_connect_get_a_clear_answer_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_member_cuts_its_pipes() {
-    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
-    let relay = relay_for(&[alice.public(), bob.public()]).await;
-    let (a, b) = (
-        switch(&alice, &relay).await.unwrap(),
-        switch(&bob, &relay).await.unwrap(),
-    );
+    let Two {
+        alice,
+        bob,
+        relay,
+        a,
+        b,
+    } = two_members().await;
     let callee = tokio::spawn(async move {
         let mut pipe = b.next_call().await.unwrap().accept().await.unwrap();
         let mut total = 0usize;
@@ -160,12 +188,13 @@ async fn removing_a_member_cuts_its_pipes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_pipes_at_once() {
-    let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
-    let relay = relay_for(&[alice.public(), bob.public()]).await;
-    let (a, b) = (
-        switch(&alice, &relay).await.unwrap(),
-        switch(&bob, &relay).await.unwrap(),
-    );
+    let Two {
+        alice: _alice,
+        bob,
+        relay,
+        a,
+        b,
+    } = two_members().await;
     let callee = tokio::spawn(async move {
         let mut served = Vec::new();
         for _ in 0..16 {

@@ -20,11 +20,11 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,25 +32,14 @@ use bytes::Bytes;
 use client::{Client, Error};
 use common::{median, peak_rss, run_concurrent, today};
 use mailbox::{Delivery, MessageId, Post, PostStatus};
+use process::{ACCESS_KEY, SECRET_KEY, output, spawn};
 use tunnel::link::RelayLink;
 use tunnel::{EndpointOptions, MailboxClient, RelayChoice, SecretKey};
 
-const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
-const ACCESS_KEY: &str = "benchaccesskey";
-const SECRET_KEY: &str = "benchsecretkey0123456789";
 const SENDERS: usize = 16;
 const POSTS: usize = 4000;
 const QUEUED: usize = 10_000;
 const LATENCY_SAMPLES: usize = 200;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Round {
     posts_per_sec: f64,
@@ -376,41 +365,4 @@ fn report(rounds: &[Round], relay_rss: u64) -> String {
         relay_rss as f64 / (1024.0 * 1024.0),
     ));
     out
-}
-
-fn output(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new(BIN).args(args).output()?;
-    if !out.status.success() {
-        return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Starts `haven-relay ARGS` and returns the rest of each stdout line starting with one of
-/// `labels`, in order; the pipe keeps draining in the background.
-fn spawn(args: &[&str], labels: &[&str]) -> Result<(Proc, Vec<String>), Error> {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn,s3s=off")
-        .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
-        .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let proc = Proc(child);
-    let mut found = Vec::new();
-    for label in labels {
-        loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| format!("{args:?} exited before printing {label}"))??;
-            if let Some(rest) = line.trim().strip_prefix(label) {
-                found.push(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                break;
-            }
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok((proc, found))
 }

@@ -19,20 +19,18 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{Client, Error};
 use common::{median, peak_rss, run_concurrent, today};
+use process::{ACCESS_KEY, SECRET_KEY, output, spawn};
 
-const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
-const ACCESS_KEY: &str = "benchaccesskey";
-const SECRET_KEY: &str = "benchsecretkey0123456789";
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
@@ -95,15 +93,6 @@ const WORKLOADS: [Workload; 6] = [
         target: 0.85,
     },
 ];
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn main() -> Result<(), Error> {
     let mut rounds = 5;
@@ -286,43 +275,6 @@ fn report(rounds: usize, figures: &[Vec<(f64, f64)>], connect_rss: u64, first_re
         first_request.as_millis()
     ));
     out
-}
-
-/// Starts `haven-relay ARGS` and returns the rest of each stdout line starting with one of
-/// `labels`, in order; the pipe keeps draining in the background.
-fn spawn(args: &[&str], labels: &[&str]) -> Result<(Proc, Vec<String>), Error> {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn,s3s=off")
-        .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
-        .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let proc = Proc(child);
-    let mut found = Vec::new();
-    for label in labels {
-        loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| format!("{args:?} exited before printing {label}"))??;
-            if let Some(rest) = line.trim().strip_prefix(label) {
-                found.push(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                break;
-            }
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok((proc, found))
-}
-
-fn output(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new(BIN).args(args).output()?;
-    if !out.status.success() {
-        return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 fn parse_addr(url: &str) -> Result<SocketAddr, Error> {

@@ -1,0 +1,62 @@
+//! The built `haven-relay` binary driven as a user would: started, read from, killed.
+//! Kept apart from `common` so process tests do not compile the in-process harness.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
+/// Tunnel flags that keep everything on loopback: no iroh relay servers, direct addresses.
+pub const TUNNEL: [&str; 4] = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
+
+/// Starts `command` and returns it with the first word after `label` on the first stdout
+/// line that starts with it; the rest of stdout keeps draining in the background.
+pub fn spawn_until(mut command: Command, label: &str) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let value = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{command:?} exited before printing {label}"))
+            .unwrap();
+        if let Some(rest) = line.trim().strip_prefix(label) {
+            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, value)
+}
+
+/// `haven-relay ARGS` with stderr discarded.
+pub fn haven(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).stderr(Stdio::null());
+    command
+}
+
+/// A data dir's node id (`haven-relay id`).
+pub fn node_id(dir: &Path) -> String {
+    let out = Command::new(BIN).args(["id", "--data-dir"]).arg(dir).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The circle link of these members.
+pub fn circle_link(seed: u8, members: &[&str]) -> String {
+    tunnel::link::CircleLink {
+        circle: tunnel::link::CircleId([seed; 16]),
+        members: members.iter().map(|m| m.parse().unwrap()).collect(),
+    }
+    .to_string()
+}
+
+/// A relay on loopback, serving the tunnel for `circle` (remembered from an earlier run if
+/// `None`), and the relay link it printed.
+pub fn tunnel_relay(dir: &Path, circle: Option<&str>) -> (Child, String) {
+    let mut command = haven(&["run", "--data-dir"]);
+    command.arg(dir).args(TUNNEL);
+    if let Some(link) = circle {
+        command.args(["--link", link]);
+    }
+    spawn_until(command, "relay link:")
+}
