@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
 use iroh::tls::CaTlsConfig;
@@ -16,11 +17,19 @@ use crate::TunnelError;
 /// connection), so well above what one app or `connect` uses in practice.
 const MAX_STREAMS: u32 = 1024;
 
-/// A quiet connection still sends a packet this often, so a peer that crashed (or a relay
-/// killed with -9) is noticed within [`IDLE_TIMEOUT_MS`], not after the 30 s default, and
-/// NAT bindings stay open.
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
-const IDLE_TIMEOUT_MS: u32 = 8_000;
+/// A quiet connection still sends a packet this often, so NAT bindings stay open and a peer
+/// that crashed (or a relay killed with -9) is noticed within the idle timeout, not after
+/// the 30 s default.
+const SERVER_KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// The relay's side: lenient, so a phone on a bad network is not cut off by a short gap.
+const SERVER_IDLE_TIMEOUT_MS: u32 = 8_000;
+/// Our clients (`connect`, `send`/`inbox`, `pipe`): QUIC takes the smaller of the two idle
+/// timeouts, so this is what bounds a client's wait on a relay that was killed and
+/// restarted. The restarted relay cannot reset the old connection (iroh draws a fresh
+/// stateless-reset key at every start), so silence is the only sign: three keep-alives
+/// unanswered and the client dials again.
+const CLIENT_KEEP_ALIVE: Duration = Duration::from_millis(750);
+const CLIENT_IDLE_TIMEOUT_MS: u32 = 2_500;
 
 /// `--iroh-relay default|disabled|URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,16 +88,22 @@ pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, TunnelError>
     Ok(certs)
 }
 
-/// Binds an endpoint with `secret_key`, accepting `alpns` (empty for a client).
+/// Binds an endpoint with `secret_key`, accepting `alpns`; with none it is a client, and
+/// gets the client's shorter keep-alive and idle timeout.
 pub async fn bind(
     secret_key: SecretKey,
     options: &EndpointOptions,
     alpns: Vec<Vec<u8>>,
 ) -> Result<Endpoint, TunnelError> {
+    let (keep_alive, idle_ms) = if alpns.is_empty() {
+        (CLIENT_KEEP_ALIVE, CLIENT_IDLE_TIMEOUT_MS)
+    } else {
+        (SERVER_KEEP_ALIVE, SERVER_IDLE_TIMEOUT_MS)
+    };
     let transport = QuicTransportConfig::builder()
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
-        .keep_alive_interval(KEEP_ALIVE)
-        .max_idle_timeout(Some(VarInt::from_u32(IDLE_TIMEOUT_MS).into()))
+        .keep_alive_interval(keep_alive)
+        .max_idle_timeout(Some(VarInt::from_u32(idle_ms).into()))
         .build();
     let builder = match &options.relay {
         RelayChoice::Default => Endpoint::builder(presets::N0),
