@@ -286,3 +286,21 @@ async fn unanswered_rings_and_dead_ends_lock_nobody_out() {
     }
     panic!("bob is still locked out: {last:?}");
 }
+
+/// The newest switchboard connection of a node wins: the older one is closed, and its
+/// `next_call` ends with that reason instead of dialling again and fighting the newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_connection_of_a_node_wins_and_the_older_does_not_fight_back() {
+    let Two { bob, relay, a, b, .. } = two_members().await;
+    let newer = switch(&bob, &relay).await.unwrap();
+    let older = tokio::time::timeout(Duration::from_secs(5), b.next_call()).await;
+    assert!(
+        matches!(older, Ok(Err(TunnelError::Superseded))),
+        "{:?}",
+        older.map(|r| r.map(|c| c.caller))
+    );
+    // Calls ring the newer connection, and keep doing so.
+    let answer = tokio::spawn(async move { newer.next_call().await.unwrap().refuse().await });
+    assert_eq!(status(a.call(bob.public()).await.err().unwrap()), CallStatus::Refused);
+    answer.await.unwrap();
+}

@@ -11,6 +11,8 @@ pub enum TunnelError {
     Connect { relay: String, reason: String },
     #[error("the relay refused this node (not a member of the circle?): {0}")]
     Refused(String),
+    #[error("a newer connection of this node to the relay took this one's place")]
+    Superseded,
     #[error("opening a stream to the relay: {0}")]
     Stream(String),
     #[error("the mailbox stream to the relay: {0}")]

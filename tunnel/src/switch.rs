@@ -8,9 +8,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use iroh::endpoint::{Connection, RecvStream, SendStream};
+use iroh::endpoint::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 use tokio::sync::mpsc;
 
@@ -81,32 +82,29 @@ const DATAGRAM_QUEUE: usize = 64;
 
 pub struct SwitchClient {
     endpoint: Endpoint,
-    conn: Connection,
+    relay: EndpointAddr,
+    /// The connection calls arrive on; replaced when it breaks (relay restarted, address
+    /// changed, a long outage), never when the relay closed it on purpose.
+    conn: tokio::sync::Mutex<Connection>,
     routes: Routes,
 }
+
+/// How long a broken switchboard connection is dialled again before giving up.
+const REGAIN_FOR: Duration = Duration::from_secs(30);
+/// The longest pause between two of those dials.
+const REGAIN_BACKOFF: Duration = Duration::from_secs(2);
 
 impl SwitchClient {
     /// Connects to the relay's switchboard; from now on this node can be called.
     pub async fn connect(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
-        let id = relay.id.fmt_short().to_string();
-        let conn = endpoint
-            .connect(relay, crate::SWITCH_ALPN)
-            .await
-            .map_err(|e| TunnelError::Connect {
-                relay: id,
-                reason: e.to_string(),
-            })?;
-        // Calls can reach this node once the relay has registered the connection: it answers
-        // a hello only after that.
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(&conn, e))?;
-        send.write_all(&[HELLO, VERSION])
-            .await
-            .map_err(|e| stream_error(&conn, e))?;
-        let mut ok = [0u8; 1];
-        recv.read_exact(&mut ok).await.map_err(|e| stream_error(&conn, e))?;
         let routes: Routes = Arc::default();
-        tokio::spawn(route_datagrams(conn.clone(), routes.clone()));
-        Ok(Self { endpoint, conn, routes })
+        let conn = dial(&endpoint, &relay, &routes).await?;
+        Ok(Self {
+            endpoint,
+            relay,
+            conn: tokio::sync::Mutex::new(conn),
+            routes,
+        })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -115,28 +113,45 @@ impl SwitchClient {
 
     /// Asks the relay for a pipe to `to`; an error names why there is none.
     pub async fn call(&self, to: EndpointId) -> Result<Pipe, TunnelError> {
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| stream_error(&self.conn, e))?;
+        let conn = self.connection().await;
+        // Nothing has been asked yet if the stream cannot open: one more try on a new connection.
+        let (conn, (mut send, mut recv)) = match conn.open_bi().await {
+            Ok(pair) => (conn, pair),
+            Err(_) => {
+                let conn = self.redial(&conn).await?;
+                let pair = conn.open_bi().await.map_err(|e| stream_error(&conn, e))?;
+                (conn, pair)
+            }
+        };
         let mut hello = vec![CALL, VERSION];
         hello.extend_from_slice(to.as_bytes());
-        send.write_all(&hello).await.map_err(|e| stream_error(&self.conn, e))?;
+        send.write_all(&hello).await.map_err(|e| stream_error(&conn, e))?;
         let mut answer = [0u8; 9];
-        recv.read_exact(&mut answer)
-            .await
-            .map_err(|e| stream_error(&self.conn, e))?;
+        recv.read_exact(&mut answer).await.map_err(|e| stream_error(&conn, e))?;
         match CallStatus::from_byte(answer[0]) {
             Some(CallStatus::Connected) => {
                 let id = u64::from_be_bytes(answer[1..].try_into().expect("8 bytes"));
-                Ok(self.pipe(id, send, recv))
+                Ok(make_pipe(id, send, recv, conn, &self.routes))
             }
             Some(status) => Err(TunnelError::CallFailed(status)),
             None => Err(TunnelError::Stream(format!("unknown call status {}", answer[0]))),
         }
     }
 
-    /// Waits for the next member to call this node.
+    /// Waits for the next member to call this node. A connection that breaks meanwhile is
+    /// dialled again for up to 30 s, so the node stays reachable across a relay restart or an
+    /// address change; one the relay closed on purpose (a newer connection of this node, or
+    /// no longer a member) ends the wait with that reason.
     pub async fn next_call(&self) -> Result<IncomingCall, TunnelError> {
         loop {
-            let (send, mut recv) = self.conn.accept_bi().await.map_err(|e| stream_error(&self.conn, e))?;
+            let conn = self.connection().await;
+            let (send, mut recv) = match conn.accept_bi().await {
+                Ok(pair) => pair,
+                Err(_) => {
+                    self.regain(&conn).await?;
+                    continue;
+                }
+            };
             let mut ring = [0u8; 40];
             if recv.read_exact(&mut ring).await.is_err() {
                 continue;
@@ -150,14 +165,83 @@ impl SwitchClient {
                 pipe_id,
                 send,
                 recv,
-                conn: self.conn.clone(),
+                conn,
                 routes: self.routes.clone(),
             });
         }
     }
 
-    fn pipe(&self, id: u64, send: SendStream, recv: RecvStream) -> Pipe {
-        make_pipe(id, send, recv, self.conn.clone(), &self.routes)
+    async fn connection(&self) -> Connection {
+        self.conn.lock().await.clone()
+    }
+
+    /// Dials again until it works, the relay refuses, or [`REGAIN_FOR`] has passed.
+    async fn regain(&self, broken: &Connection) -> Result<Connection, TunnelError> {
+        let deadline = tokio::time::Instant::now() + REGAIN_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.redial(broken).await {
+                Ok(conn) => return Ok(conn),
+                Err(e @ (TunnelError::Refused(_) | TunnelError::Superseded)) => return Err(e),
+                Err(e) if tokio::time::Instant::now() + pause > deadline => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "switchboard connection not back yet"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REGAIN_BACKOFF);
+        }
+    }
+
+    /// A new connection in place of `broken`, unless another task has already made one or the
+    /// relay closed it on purpose.
+    async fn redial(&self, broken: &Connection) -> Result<Connection, TunnelError> {
+        let mut slot = self.conn.lock().await;
+        if slot.stable_id() != broken.stable_id() {
+            return Ok(slot.clone());
+        }
+        if let Some(reason) = broken.close_reason() {
+            closed_on_purpose(&reason)?;
+        }
+        let conn = dial(&self.endpoint, &self.relay, &self.routes).await?;
+        *slot = conn.clone();
+        Ok(conn)
+    }
+}
+
+/// Opens a switchboard connection and says hello; calls can reach this node once the relay
+/// has registered it, which it confirms by answering.
+async fn dial(endpoint: &Endpoint, relay: &EndpointAddr, routes: &Routes) -> Result<Connection, TunnelError> {
+    let id = relay.id.fmt_short().to_string();
+    let conn = endpoint
+        .connect(relay.clone(), crate::SWITCH_ALPN)
+        .await
+        .map_err(|e| TunnelError::Connect {
+            relay: id,
+            reason: e.to_string(),
+        })?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(&conn, e))?;
+    send.write_all(&[HELLO, VERSION])
+        .await
+        .map_err(|e| stream_error(&conn, e))?;
+    let mut ok = [0u8; 1];
+    recv.read_exact(&mut ok).await.map_err(|e| stream_error(&conn, e))?;
+    tokio::spawn(route_datagrams(conn.clone(), routes.clone()));
+    Ok(conn)
+}
+
+/// The relay closes a connection on purpose when a newer one of the same node took its place
+/// or the node left the circle: dialling again would only fight that.
+fn closed_on_purpose(reason: &ConnectionError) -> Result<(), TunnelError> {
+    let ConnectionError::ApplicationClosed(close) = reason else {
+        return Ok(());
+    };
+    if close.error_code == VarInt::from_u32(crate::switch_server::SUPERSEDED) {
+        Err(TunnelError::Superseded)
+    } else if close.error_code == VarInt::from_u32(crate::server::NOT_A_MEMBER) {
+        Err(TunnelError::Refused(
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ))
+    } else {
+        Ok(())
     }
 }
 
