@@ -34,6 +34,8 @@ pub struct RelayConfig {
     pub mailbox: mailbox::Limits,
     /// How often expired messages are looked for.
     pub mailbox_sweep: std::time::Duration,
+    /// What one member may use of the switchboard (`--switch-*`).
+    pub switchboard: tunnel::SwitchLimits,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -59,6 +61,7 @@ impl RelayConfig {
             incomplete_upload_check: std::time::Duration::from_secs(3600),
             mailbox: mailbox::Limits::default(),
             mailbox_sweep: std::time::Duration::from_secs(15 * 60),
+            switchboard: tunnel::SwitchLimits::default(),
         }
     }
 
@@ -101,6 +104,16 @@ pub struct ConfigFile {
     pub scrub_interval_hours: Option<u64>,
     /// The mailbox's limits, as for the `--mailbox-*` flags.
     pub mailbox: Option<MailboxFile>,
+    /// The switchboard's limits, as for the `--switch-*` flags.
+    pub switchboard: Option<SwitchboardFile>,
+}
+
+/// `relay.json`'s `switchboard` object; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SwitchboardFile {
+    pub pipes_per_member: Option<usize>,
+    pub bytes_per_second: Option<u32>,
 }
 
 /// `relay.json`'s `mailbox` object; every field optional.

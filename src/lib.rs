@@ -89,6 +89,7 @@ impl Relay {
                     settings,
                     gateway::trusted_frontend(store, &gateway_config),
                     mailbox.clone(),
+                    config.switchboard,
                 )
                 .await?,
             ),
@@ -169,6 +170,7 @@ async fn start_tunnel(
     settings: &tunnel::EndpointOptions,
     frontend: gateway::Frontend,
     mailbox: Option<Arc<mailbox::Mailbox>>,
+    switchboard: tunnel::SwitchLimits,
 ) -> anyhow::Result<tunnel::TunnelServer> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let alpns = tunnel::alpns;
@@ -189,5 +191,6 @@ async fn start_tunnel(
         mailbox,
         members,
         Some(data_dir.to_path_buf()),
+        switchboard,
     ))
 }

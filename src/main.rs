@@ -301,6 +301,8 @@ struct RunArgs {
     tunnel: TunnelArgs,
     #[command(flatten)]
     mailbox: haven_relay::mail::MailboxArgs,
+    #[command(flatten)]
+    switchboard: haven_relay::pipe::SwitchboardArgs,
 }
 
 /// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
@@ -547,6 +549,7 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         config.max_object_size = max;
     }
     config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
+    config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
     config.s3_domains = if args.s3_domains.is_empty() {
         file.s3_domains.clone().unwrap_or_default()
     } else {

@@ -3,11 +3,47 @@
 
 use std::path::Path;
 
+use std::num::NonZeroU32;
+
 use anyhow::Context;
+use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tunnel::link::RelayLink;
 use tunnel::switch::{Pipe, SwitchClient};
-use tunnel::{EndpointId, EndpointOptions};
+use tunnel::{EndpointId, EndpointOptions, SwitchLimits};
+
+use crate::config::SwitchboardFile;
+
+/// `run`'s switchboard limits. Flags (and their variables) win over relay.json's `switchboard`.
+#[derive(Args, Debug, Default)]
+pub struct SwitchboardArgs {
+    /// Pipes one member may have open at once, called or accepted (default 16).
+    #[arg(long, env = "HAVEN_RELAY_SWITCH_PIPES_PER_MEMBER")]
+    pub switch_pipes_per_member: Option<usize>,
+    /// Bytes per second one member may send through all its pipes together, datagrams
+    /// included (default: no limit; 0 also means none).
+    #[arg(long, env = "HAVEN_RELAY_SWITCH_BYTES_PER_SECOND")]
+    pub switch_bytes_per_second: Option<u32>,
+}
+
+impl SwitchboardArgs {
+    pub fn resolve(&self, file: Option<&SwitchboardFile>) -> anyhow::Result<SwitchLimits> {
+        let defaults = SwitchLimits::default();
+        let pipes_per_member = self
+            .switch_pipes_per_member
+            .or(file.and_then(|f| f.pipes_per_member))
+            .unwrap_or(defaults.pipes_per_member);
+        anyhow::ensure!(pipes_per_member >= 1, "switch pipes_per_member must be at least 1");
+        let bytes_per_second = self
+            .switch_bytes_per_second
+            .or(file.and_then(|f| f.bytes_per_second))
+            .and_then(NonZeroU32::new);
+        Ok(SwitchLimits {
+            pipes_per_member,
+            bytes_per_second,
+        })
+    }
+}
 
 async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<SwitchClient> {
     let secret = tunnel::identity::load_or_create(data_dir)?;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestRelay;
-use common::tunnel::{direct_only, relay_for, relay_link};
+use common::tunnel::{direct_only, relay_for, relay_for_with, relay_link};
 use sha2::{Digest, Sha256};
 use tunnel::switch::{CallStatus, Pipe, SwitchClient};
 use tunnel::{SecretKey, TunnelError};
@@ -26,8 +26,12 @@ struct Two {
 }
 
 async fn two_members() -> Two {
+    two_members_with(|_| {}).await
+}
+
+async fn two_members_with(tweak: impl FnOnce(&mut haven_relay::RelayConfig)) -> Two {
     let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
-    let relay = relay_for(&[alice.public(), bob.public()]).await;
+    let relay = relay_for_with(&[alice.public(), bob.public()], tweak).await;
     let (a, b) = (
         switch(&alice, &relay).await.unwrap(),
         switch(&bob, &relay).await.unwrap(),
@@ -303,4 +307,69 @@ async fn the_newest_connection_of_a_node_wins_and_the_older_does_not_fight_back(
     let answer = tokio::spawn(async move { newer.next_call().await.unwrap().refuse().await });
     assert_eq!(status(a.call(bob.public()).await.err().unwrap()), CallStatus::Refused);
     answer.await.unwrap();
+}
+
+/// The operator's limits: fewer pipes per member than the default, and a byte rate that
+/// slows a member's pipe (everything still arrives) and drops its datagrams beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_limits_pipes_and_bytes_per_member() {
+    const RATE: u32 = 128 * 1024;
+    let Two {
+        bob,
+        a,
+        b,
+        relay: _relay,
+        ..
+    } = two_members_with(|c| {
+        c.switchboard = tunnel::SwitchLimits {
+            pipes_per_member: 2,
+            bytes_per_second: std::num::NonZeroU32::new(RATE),
+        }
+    })
+    .await;
+    let b = std::sync::Arc::new(b);
+    let callee = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut pipes = Vec::new();
+            for _ in 0..2 {
+                pipes.push(b.next_call().await.unwrap().accept().await.unwrap());
+            }
+            pipes
+        })
+    };
+    let mut first = a.call(bob.public()).await.unwrap();
+    let _second = a.call(bob.public()).await.unwrap();
+    assert_eq!(
+        status(a.call(bob.public()).await.err().unwrap()),
+        CallStatus::TooManyPipes
+    );
+    let mut at_bob = callee.await.unwrap();
+    let mut first_at_bob = at_bob.swap_remove(if at_bob[0].id == first.id { 0 } else { 1 });
+
+    // Four seconds' worth: one second of burst, then at most RATE a second.
+    let data = bytes(4 * RATE as usize, 7);
+    let started = std::time::Instant::now();
+    let echo = tokio::spawn(async move {
+        let got = first_at_bob.recv.read_to_end(usize::MAX).await.unwrap();
+        first_at_bob.send.finish().unwrap();
+        let _ = first_at_bob.send.stopped().await;
+        (got, first_at_bob)
+    });
+    assert_eq!(exchange(&mut first, &data).await, Sha256::digest(b""));
+    let (got, first_at_bob) = echo.await.unwrap();
+    let took = started.elapsed();
+    assert!(got == data, "every byte arrives, only later");
+    assert!(took >= Duration::from_millis(2_500), "4 s of bytes passed in {took:?}");
+
+    // Datagrams: 64 KiB offered at once against a bucket just emptied; most are dropped.
+    let mut received = 0;
+    for _ in 0..64 {
+        first.send_datagram(&[0u8; 1024]).unwrap();
+    }
+    let mut first_at_bob = first_at_bob;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), first_at_bob.recv_datagram()).await {
+        received += 1;
+    }
+    assert!(received < 64, "all 64 datagrams passed a {RATE} B/s limit");
 }

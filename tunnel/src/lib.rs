@@ -42,3 +42,4 @@ pub use error::TunnelError;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey};
 pub use mailbox_client::{InboxStream, MailboxClient};
 pub use server::TunnelServer;
+pub use switch_server::SwitchLimits;

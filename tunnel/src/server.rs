@@ -20,12 +20,10 @@ use tokio::task::JoinHandle;
 use mailbox::Mailbox;
 
 use crate::members::{self, Members};
-use crate::switch_server::Switchboard;
+use crate::switch_server::{SwitchLimits, Switchboard};
 
 /// Close code sent to a node that is not (or no longer) a member.
 pub const NOT_A_MEMBER: u32 = 403;
-/// Pipes one member may have open through the switchboard at once.
-const PIPES_PER_MEMBER: usize = 16;
 /// How often the running relay re-reads the members file.
 const MEMBERS_POLL: Duration = Duration::from_millis(500);
 
@@ -67,13 +65,14 @@ impl TunnelServer {
         mailbox: Option<Arc<Mailbox>>,
         members: Members,
         members_dir: Option<PathBuf>,
+        switch: SwitchLimits,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let connections = Connections::default();
         let services = Services {
             frontend,
             mailbox,
-            switchboard: Switchboard::new(PIPES_PER_MEMBER),
+            switchboard: Switchboard::new(switch),
         };
         let mut tasks = vec![tokio::spawn(accept_loop(
             endpoint.clone(),

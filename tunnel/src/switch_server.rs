@@ -4,6 +4,7 @@
 //! Datagrams tagged with a pipe's id are passed to the other end, or dropped.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +24,51 @@ const RINGS_PER_CALLER: usize = 16;
 /// How long a caller may take to say whom it calls.
 const DIAL: Duration = Duration::from_secs(10);
 
+/// The largest piece of a pipe copied at once.
+const CHUNK: usize = 64 * 1024;
+
+/// What one member may use of the switchboard (`--switch-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchLimits {
+    /// Pipes open at once, counting those it called and those it accepted.
+    pub pipes_per_member: usize,
+    /// Bytes per second it may send through all its pipes together; `None`: no limit.
+    /// Datagrams count too, and are dropped rather than delayed when over it.
+    pub bytes_per_second: Option<NonZeroU32>,
+}
+
+impl Default for SwitchLimits {
+    fn default() -> Self {
+        Self {
+            pipes_per_member: 16,
+            bytes_per_second: None,
+        }
+    }
+}
+
+/// A member's byte allowance, shared by all its pipes: a bucket that refills at the rate and
+/// holds one second of it.
+#[derive(Clone)]
+struct Allowance {
+    bucket: Arc<governor::DefaultDirectRateLimiter>,
+    per_second: NonZeroU32,
+}
+
+impl Allowance {
+    /// Waits until `n` bytes may pass; `n` is at most one second's worth.
+    async fn take(&self, n: usize) {
+        if let Some(n) = NonZeroU32::new(n as u32) {
+            // Only fails for more than the bucket holds, which callers never ask for.
+            let _ = self.bucket.until_n_ready(n).await;
+        }
+    }
+
+    /// Whether `n` bytes may pass now, for what is dropped rather than delayed.
+    fn try_take(&self, n: usize) -> bool {
+        NonZeroU32::new(n as u32).is_none_or(|n| matches!(self.bucket.check_n(n), Ok(Ok(()))))
+    }
+}
+
 /// Who is reachable, and the pipes in use.
 pub(crate) struct Switchboard {
     online: Mutex<HashMap<EndpointId, Connection>>,
@@ -33,18 +79,34 @@ pub(crate) struct Switchboard {
     ringing: Mutex<HashMap<EndpointId, usize>>,
     next_pipe: AtomicU64,
     max_pipes_per_member: usize,
+    /// Each member's byte allowance, shared by all its pipes, when there is a limit.
+    allowances: Mutex<HashMap<EndpointId, Allowance>>,
+    bytes_per_second: Option<NonZeroU32>,
 }
 
 impl Switchboard {
-    pub fn new(max_pipes_per_member: usize) -> Arc<Self> {
+    pub fn new(limits: SwitchLimits) -> Arc<Self> {
         Arc::new(Self {
             online: Mutex::default(),
             pipes: Mutex::default(),
             open: Mutex::default(),
             ringing: Mutex::default(),
             next_pipe: AtomicU64::new(1),
-            max_pipes_per_member,
+            max_pipes_per_member: limits.pipes_per_member,
+            allowances: Mutex::default(),
+            bytes_per_second: limits.bytes_per_second,
         })
+    }
+
+    /// `member`'s byte allowance, when there is a byte rate.
+    fn allowance(&self, member: EndpointId) -> Option<Allowance> {
+        let per_second = self.bytes_per_second?;
+        let mut allowances = self.allowances.lock().expect("switch lock");
+        let allowance = allowances.entry(member).or_insert_with(|| Allowance {
+            bucket: Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(per_second))),
+            per_second,
+        });
+        Some(allowance.clone())
     }
 
     /// The members a pipe between `a` and `b` counts against (once, for a call to oneself).
@@ -195,8 +257,8 @@ async fn call(
         .insert(pipe_id, (a_conn.clone(), b_conn.clone()));
     tracing::debug!(pipe = pipe_id, "pipe open");
     let broken = {
-        let up = splice(&mut recv, &mut b_send);
-        let down = splice(&mut b_recv, &mut send);
+        let up = splice(&mut recv, &mut b_send, board.allowance(caller));
+        let down = splice(&mut b_recv, &mut send, board.allowance(callee));
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         let (mut a_gone, mut b_gone) = (false, false);
@@ -305,10 +367,19 @@ async fn ring(
 
 /// Copies one direction chunk by chunk until its end, then passes the end on (half-close).
 /// `false` if it broke (a reset, a lost connection, the reader stopping).
-async fn splice(from: &mut RecvStream, to: &mut SendStream) -> bool {
+/// With a byte rate, each chunk waits for its bytes from the sender's allowance first: the
+/// sender's QUIC window then fills up and its writes slow down, so nothing queues here.
+async fn splice(from: &mut RecvStream, to: &mut SendStream, allowance: Option<Allowance>) -> bool {
+    // A chunk never asks for more than the bucket holds.
+    let most = allowance
+        .as_ref()
+        .map_or(CHUNK, |a| CHUNK.min(a.per_second.get() as usize));
     loop {
-        match from.read_chunk(64 * 1024).await {
+        match from.read_chunk(most).await {
             Ok(Some(chunk)) => {
+                if let Some(allowance) = &allowance {
+                    allowance.take(chunk.len()).await;
+                }
                 if to.write_chunk(chunk).await.is_err() {
                     return false;
                 }
@@ -337,7 +408,10 @@ impl Drop for RingGuard<'_> {
 }
 
 /// Passes each datagram tagged with a pipe id to that pipe's other end.
+/// Over the sender's byte rate, a datagram is dropped: live media would rather lose a frame
+/// than have it late.
 async fn forward_datagrams(conn: Connection, board: Arc<Switchboard>) {
+    let allowance = board.allowance(conn.remote_id());
     while let Ok(datagram) = conn.read_datagram().await {
         if datagram.len() < 8 {
             continue;
@@ -352,7 +426,9 @@ async fn forward_datagrams(conn: Connection, board: Arc<Switchboard>) {
                 None // not this member's pipe
             }
         });
-        if let Some(other) = other {
+        if let Some(other) = other
+            && allowance.as_ref().is_none_or(|a| a.try_take(datagram.len() - 8))
+        {
             let _ = other.send_datagram(datagram);
         }
     }
