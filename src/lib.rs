@@ -145,6 +145,10 @@ impl Relay {
         if let Some(tunnel) = self.tunnel {
             tunnel.shutdown(SHUTDOWN_GRACE).await;
         }
+        // Delivered messages' payloads still being deleted; what is left, the next start does.
+        if let Some(mailbox) = self.mailbox {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, mailbox.settled()).await;
+        }
     }
 }
 

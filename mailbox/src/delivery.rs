@@ -12,10 +12,14 @@ use tokio::sync::mpsc;
 use crate::frame::{Delivery, NodeId};
 use crate::mailbox::{Inbox, Mailbox};
 
-/// Messages read from the store ahead of the one being sent, and handed over but not yet
-/// written: with the largest messages (1 MiB by default) an inbox whose member stops reading
-/// holds at most this many of each.
-const READ_AHEAD: usize = 8;
+/// Messages handed over but not yet written: with the largest messages (1 MiB by default) an
+/// inbox whose member stops reading holds at most this many.
+const HANDED_OVER: usize = 8;
+/// Store reads ahead of the message being sent: as many as fit in [`BYTES_AHEAD`] (the
+/// batch's largest message counted for each), between 1 and [`MOST_AHEAD`]. Small messages,
+/// the common case, are read many at a time; a queue of 1 MiB media pointers is not.
+const BYTES_AHEAD: u64 = 8 << 20;
+const MOST_AHEAD: usize = 32;
 const BATCH: usize = 256;
 
 /// A member's deliveries, and a handle that says when a newer inbox took over.
@@ -30,7 +34,7 @@ pub struct Deliveries {
 /// one ends with [`Delivery::Superseded`] (or just ends, if its reader is stuck); it also
 /// stops when the receiver is dropped.
 pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> Deliveries {
-    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    let (tx, rx) = mpsc::channel(HANDED_OVER);
     let mut inbox = mailbox.open_inbox(member);
     let handle = inbox.clone();
     tokio::spawn(async move {
@@ -63,11 +67,13 @@ pub fn deliveries(mailbox: Arc<Mailbox>, member: NodeId) -> Deliveries {
                     () = tx.closed() => return,
                 }
             }
+            let largest = batch.iter().map(|q| q.size).max().unwrap_or(0).max(1);
+            let ahead = usize::try_from(BYTES_AHEAD / largest).map_or(MOST_AHEAD, |n| n.clamp(1, MOST_AHEAD));
             let reads = futures::stream::iter(batch).map(|queued| {
                 let mailbox = mailbox.clone();
                 async move { (queued, mailbox.payload(queued.seq, queued.id).await) }
             });
-            let mut reads = reads.buffered(READ_AHEAD);
+            let mut reads = reads.buffered(ahead);
             while let Some((queued, read)) = reads.next().await {
                 match read {
                     Ok(payload) => {

@@ -3,9 +3,9 @@
 //!
 //! - `p/<seq>-<id>`: a message's payload, stored once for all its recipients. Its metadata
 //!   (`mailbox`) holds `1 <expiry day> <hops> <recipient>,<recipient>…`.
-//! - `a/<id>/<recipient>`: that recipient acknowledged it (empty). Only while others have not.
-//! - `d/<expiry day>/<id>`: every recipient acknowledged it (empty). Kept until it expires so
-//!   that posting the same id again is still a duplicate.
+//! - `r/<expiry day>/<batch id>`: a batch of acknowledgements, "this recipient has this
+//!   message" ([`crate::receipts`]). Kept until the day is over, so that posting an id that
+//!   everyone has again is still a duplicate.
 
 use crate::clock::Day;
 use crate::frame::{MessageId, NodeId};
@@ -22,24 +22,6 @@ pub fn message(seq: u64, id: MessageId) -> String {
 pub fn parse_message(key: &str) -> Option<(u64, MessageId)> {
     let (seq, id) = key.strip_prefix("p/")?.split_once('-')?;
     Some((u64::from_str_radix(seq, 16).ok()?, MessageId::from_hex(id)?))
-}
-
-pub fn ack(id: MessageId, recipient: &NodeId) -> String {
-    format!("a/{}/{}", id.to_hex(), node_hex(recipient))
-}
-
-pub fn parse_ack(key: &str) -> Option<(MessageId, NodeId)> {
-    let (id, node) = key.strip_prefix("a/")?.split_once('/')?;
-    Some((MessageId::from_hex(id)?, parse_node(node)?))
-}
-
-pub fn delivered(expiry: Day, id: MessageId) -> String {
-    format!("d/{:08x}/{}", expiry.0, id.to_hex())
-}
-
-pub fn parse_delivered(key: &str) -> Option<(Day, MessageId)> {
-    let (day, id) = key.strip_prefix("d/")?.split_once('/')?;
-    Some((Day(u32::from_str_radix(day, 16).ok()?), MessageId::from_hex(id)?))
 }
 
 /// A message's header, as kept in its metadata.
@@ -89,8 +71,6 @@ mod tests {
         let id = MessageId([0x5a; 16]);
         let node = [7u8; 32];
         assert_eq!(parse_message(&message(42, id)), Some((42, id)));
-        assert_eq!(parse_ack(&ack(id, &node)), Some((id, node)));
-        assert_eq!(parse_delivered(&delivered(Day(20_500), id)), Some((Day(20_500), id)));
         let header = Header {
             expiry: Day(20_500),
             hops: 1,
@@ -100,8 +80,8 @@ mod tests {
         for bad in ["", "2 1 1 00", "1 x 1 00", "1 1 1 ", "1 1 1 zz", "1 1 1 0707 extra"] {
             assert_eq!(Header::parse(bad), None, "{bad}");
         }
-        for bad in ["p/zz-00", "p/1", "a/00/11", "d/1/", "x/1-2"] {
-            assert!(parse_message(bad).is_none() && parse_ack(bad).is_none() && parse_delivered(bad).is_none());
+        for bad in ["p/zz-00", "p/1", "r/00000001/00", "x/1-2"] {
+            assert!(parse_message(bad).is_none(), "{bad}");
         }
     }
 }

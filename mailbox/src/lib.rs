@@ -12,9 +12,11 @@ pub mod clock;
 mod delivery;
 pub mod frame;
 pub mod hidden;
+mod janitor;
 mod keys;
 pub mod limits;
 mod mailbox;
+mod receipts;
 
 pub use clock::{Clock, Day, ManualClock, SystemClock};
 pub use delivery::{Deliveries, deliveries};

@@ -17,8 +17,10 @@ use tokio::sync::watch;
 
 use crate::clock::{Clock, Day};
 use crate::frame::{MessageId, NodeId, Post, PostStatus};
+use crate::janitor::Janitor;
 use crate::keys::{self, BUCKET, Header};
 use crate::limits::{Limits, RateLimiter};
+use crate::receipts::{self, Receipt, ReceiptLog};
 
 /// One message waiting for at least one recipient.
 #[derive(Debug)]
@@ -32,8 +34,6 @@ struct Waiting {
     size: u64,
     /// Recipients that have not acknowledged it yet.
     unacked: BTreeSet<NodeId>,
-    /// Recipients whose acknowledgement is recorded by an `a/` key.
-    acked: Vec<NodeId>,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +69,8 @@ pub struct Queued {
     pub position: u64,
     pub seq: u64,
     pub id: MessageId,
+    /// The payload's size in bytes.
+    pub size: u64,
 }
 
 /// What the mailbox holds, for `doctor` and metrics. Counts only.
@@ -88,6 +90,8 @@ pub struct Mailbox {
     recent: Mutex<Recent>,
     /// Posts each member has in flight (being received or stored).
     posting: Arc<Mutex<HashMap<NodeId, usize>>>,
+    receipts: ReceiptLog,
+    janitor: Janitor,
 }
 
 /// Posts one member may have in flight at once: each holds up to a message in memory.
@@ -195,13 +199,15 @@ impl Mailbox {
             Err(e) => return Err(e),
         }
         let mailbox = Arc::new(Self {
-            store,
+            store: store.clone(),
             limits,
             clock,
             state: Mutex::new(State::default()),
             rate: Mutex::new(RateLimiter::default()),
             recent: Mutex::new(Recent::default()),
             posting: Arc::default(),
+            receipts: ReceiptLog::default(),
+            janitor: Janitor::start(store.clone()),
         });
         mailbox.rebuild().await?;
         Ok(mailbox)
@@ -318,7 +324,6 @@ impl Mailbox {
                 expiry,
                 size,
                 unacked: recipients.into_iter().collect(),
-                acked: Vec::new(),
             },
         );
         PostStatus::Stored
@@ -409,6 +414,7 @@ impl Mailbox {
                     position: *position,
                     seq: w.seq,
                     id: *id,
+                    size: w.size,
                 })
             })
             .take(limit)
@@ -430,9 +436,11 @@ impl Mailbox {
     }
 
     /// `member` has the message: it is never delivered to it again. Once every recipient has
-    /// it, its payload is deleted and only its id is kept, until it expires.
+    /// it, its payload is deleted and only its id is kept (in the receipts), until it expires.
+    /// Returns once the acknowledgement is durable, in a batch with any others that arrived
+    /// meanwhile ([`crate::receipts`]).
     pub async fn ack(&self, member: &NodeId, id: MessageId) -> Result<(), StoreError> {
-        let done = {
+        let (receipt, done) = {
             let mut state = self.state.lock().expect("mailbox lock");
             let Some(w) = state.waiting.get_mut(&id) else {
                 return Ok(());
@@ -441,50 +449,41 @@ impl Mailbox {
                 return Ok(());
             }
             let (seq, position, size, expiry) = (w.seq, w.position, w.size, w.expiry);
-            let done = w.unacked.is_empty().then(|| std::mem::take(&mut w.acked));
-            if done.is_none() {
-                w.acked.push(*member);
-            }
+            let done = w.unacked.is_empty();
             if let Some(queue) = state.queues.get_mut(member) {
                 queue.order.remove(&position);
                 queue.bytes -= size;
             }
-            if done.is_some() {
+            if done {
                 self.recent.lock().expect("recent lock").remove(&id);
                 state.waiting.remove(&id);
                 state.total_bytes -= size;
                 state.delivered.insert(id, expiry);
             }
-            done.map(|acked| (seq, expiry, acked))
+            let receipt = Receipt {
+                id,
+                node: *member,
+                day: expiry,
+            };
+            (receipt, done.then_some(seq))
         };
-        match done {
-            None => self.put_empty(&keys::ack(id, member)).await,
-            Some((seq, expiry, acked)) => {
-                // The id is recorded before the payload goes: a crash in between leaves a
-                // payload that the next start recognizes as delivered and deletes. On a full
-                // disk the record cannot be written: the payload goes anyway, to free the
-                // space, and the id is remembered in memory only.
-                let recorded = self.put_empty(&keys::delivered(expiry, id)).await;
-                self.store.delete_object(BUCKET, &keys::message(seq, id)).await?;
-                recorded?;
-                for r in acked {
-                    self.store.delete_object(BUCKET, &keys::ack(id, &r)).await?;
-                }
-                Ok(())
-            }
+        // The receipt is written before the payload goes, which the janitor then does in the
+        // background: a crash in between leaves a payload that the next start recognizes as
+        // delivered and deletes. On a full disk the receipt cannot be written: the payload
+        // goes at once, to free the space, and the id is remembered in memory only.
+        let recorded = self.receipts.record(&self.store, receipt).await;
+        match (done, &recorded) {
+            (Some(seq), Ok(())) => self.janitor.delete(keys::message(seq, id)),
+            (Some(seq), Err(_)) => self.store.delete_object(BUCKET, &keys::message(seq, id)).await?,
+            (None, _) => {}
         }
+        recorded
     }
 
-    async fn put_empty(&self, key: &str) -> Result<(), StoreError> {
-        let opts = PutOptions {
-            recorded_time_ms: Some(0),
-            ..PutOptions::default()
-        };
-        let body = Box::pin(futures::stream::empty());
-        self.store
-            .put_object(BUCKET, key, ObjectAttrs::default(), body, opts)
-            .await
-            .map(|_| ())
+    /// Returns once the payloads of every message acknowledged so far are deleted (they go
+    /// in the background): for a clean shutdown, and for tests that look at the store.
+    pub async fn settled(&self) {
+        self.janitor.idle().await;
     }
 
     /// When a message expiring on `expiry` is deleted: at a moment in the 24 hours after that
@@ -498,7 +497,7 @@ impl Mailbox {
     /// many messages went undelivered to someone.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_secs();
-        let (messages, ids) = {
+        let messages = {
             let mut state = self.state.lock().expect("mailbox lock");
             let due: Vec<MessageId> = state
                 .waiting
@@ -519,27 +518,19 @@ impl Mailbox {
                 }
                 messages.push((id, w));
             }
-            let ids: Vec<(MessageId, Day)> = state
-                .delivered
-                .iter()
-                .filter(|(id, day)| Self::deletion_secs(**id, **day) <= now)
-                .map(|(id, day)| (*id, *day))
-                .collect();
-            for (id, _) in &ids {
-                state.delivered.remove(id);
-            }
+            state.delivered.retain(|id, day| Self::deletion_secs(*id, *day) > now);
             state.queues.retain(|_, q| !q.order.is_empty() || q.reserved > 0);
-            (messages, ids)
+            messages
         };
+        let batches = self.receipts.take_due(|key, day| {
+            receipts::parse_batch_key(key).is_some_and(|(_, batch)| Self::deletion_secs(batch, day) <= now)
+        });
         let expired = messages.len();
         for (id, w) in messages {
             self.store.delete_object(BUCKET, &keys::message(w.seq, id)).await?;
-            for r in &w.acked {
-                self.store.delete_object(BUCKET, &keys::ack(id, r)).await?;
-            }
         }
-        for (id, day) in ids {
-            self.store.delete_object(BUCKET, &keys::delivered(day, id)).await?;
+        for key in batches {
+            self.store.delete_object(BUCKET, &key).await?;
         }
         self.rate.lock().expect("rate lock").forget_idle();
         Ok(expired)
@@ -565,17 +556,22 @@ impl Mailbox {
     /// Rebuilds the index from the bucket, and finishes what a crash interrupted.
     async fn rebuild(&self) -> Result<(), StoreError> {
         let keys = self.all_keys().await?;
-        let present: HashSet<&str> = keys.iter().map(String::as_str).collect();
         let mut acks: HashMap<MessageId, Vec<NodeId>> = HashMap::new();
         let mut delivered = HashMap::new();
         let mut messages = Vec::new();
         for key in &keys {
             if let Some((seq, id)) = keys::parse_message(key) {
                 messages.push((seq, id, key));
-            } else if let Some((id, node)) = keys::parse_ack(key) {
-                acks.entry(id).or_default().push(node);
-            } else if let Some((day, id)) = keys::parse_delivered(key) {
-                delivered.insert(id, day);
+            } else if let Some((day, _)) = receipts::parse_batch_key(key) {
+                let Some(entries) = self.read_batch(key).await? else {
+                    tracing::warn!("a receipt batch is unreadable; its messages may come again");
+                    continue;
+                };
+                for (id, node) in entries {
+                    acks.entry(id).or_default().push(node);
+                    delivered.insert(id, day);
+                }
+                self.receipts.found(key.clone(), day);
             }
         }
         let mut state = State {
@@ -600,16 +596,13 @@ impl Mailbox {
                 .filter(|r| !acked.contains(r))
                 .copied()
                 .collect();
-            if state.delivered.contains_key(&id) || unacked.is_empty() {
-                // Delivered to everyone; the crash came before the clean-up.
-                state.delivered.entry(id).or_insert(header.expiry);
-                if !present.contains(keys::delivered(header.expiry, id).as_str()) {
-                    self.put_empty(&keys::delivered(header.expiry, id)).await?;
-                }
+            if unacked.is_empty() {
+                // Delivered to everyone; the crash came before the payload was deleted.
                 leftovers.push(key.clone());
-                leftovers.extend(acked.iter().map(|r| keys::ack(id, r)));
                 continue;
             }
+            // Receipts of some recipients only: not delivered yet, so not a duplicate either.
+            state.delivered.remove(&id);
             for r in &unacked {
                 let q = state.queues.entry(*r).or_default();
                 q.order.insert(seq, id);
@@ -624,19 +617,25 @@ impl Mailbox {
                     expiry: header.expiry,
                     size: meta.size,
                     unacked,
-                    acked,
                 },
             );
-        }
-        // Acknowledgements of messages that are gone.
-        for (id, nodes) in acks {
-            leftovers.extend(nodes.iter().map(|r| keys::ack(id, r)));
         }
         for key in leftovers {
             self.store.delete_object(BUCKET, &key).await?;
         }
         *self.state.lock().expect("mailbox lock") = state;
         Ok(())
+    }
+
+    /// A receipt batch's entries; `None` if it cannot be read as one.
+    async fn read_batch(&self, key: &str) -> Result<Option<Vec<(MessageId, NodeId)>>, StoreError> {
+        let got = self.store.get_object(BUCKET, key, None).await?;
+        let mut body = got.body;
+        let mut bytes = Vec::with_capacity(got.meta.size as usize);
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?);
+        }
+        Ok(receipts::decode(&bytes))
     }
 
     async fn all_keys(&self) -> Result<Vec<String>, StoreError> {
