@@ -48,12 +48,35 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 /// Peak resident set size of a process so far, in bytes (VmHWM).
 pub fn peak_rss(pid: u32) -> Result<u64, Error> {
+    proc_status_bytes(pid, "VmHWM:")
+}
+
+/// Resident set size of a process now, in bytes (VmRSS).
+#[allow(dead_code)]
+pub fn rss(pid: u32) -> Result<u64, Error> {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// CPU time a process has used so far, user and system (`/proc/PID/stat`, 100 ticks a second
+/// as on every Linux this runs on).
+#[allow(dead_code)]
+pub fn cpu_time(pid: u32) -> Result<Duration, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it are fixed.
+    let after_name = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).ok_or("short /proc stat")?.parse::<u64>()?
+        + fields.get(12).ok_or("short /proc stat")?.parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+fn proc_status_bytes(pid: u32, field: &str) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or("no VmHWM in /proc status")?;
-    let kib: u64 = line.split_whitespace().nth(1).ok_or("bad VmHWM line")?.parse()?;
+        .find(|l| l.starts_with(field))
+        .ok_or_else(|| format!("no {field} in /proc status"))?;
+    let kib: u64 = line.split_whitespace().nth(1).ok_or("bad /proc status line")?.parse()?;
     Ok(kib * 1024)
 }
 

@@ -12,6 +12,11 @@
 //! starting `connect` to the first successful request through it, and what decoding
 //! chunk-signed uploads (restic's, the Java SDKs') costs through the tunnel: the same 32 MiB
 //! PUTs framed as `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` ÷ sent plain.
+//!
+//! The tunnel's physical limit on this machine is not direct HTTP served from the page cache
+//! but a raw iroh stream between two processes: each round also sends 64 MiB over one
+//! bi-stream from this process to a peer process (this bench started again with `--peer`),
+//! and the large S3 transfers through `connect` are reported as a ratio to it.
 
 // Shared with the S3 bench; listing is not used here.
 #[path = "../s3/client.rs"]
@@ -19,6 +24,9 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/iroh_peer.rs"]
+#[allow(dead_code)]
+mod iroh_peer;
 #[path = "../common/process.rs"]
 mod process;
 
@@ -33,6 +41,10 @@ use process::{ACCESS_KEY, SECRET_KEY, output, spawn};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
+/// What the raw iroh baseline sends each round.
+const RAW_BYTES: usize = 64 * MIB;
+/// Through `connect`, the large transfers' share of a raw iroh stream's rate.
+const RAW_TARGET: f64 = 0.8;
 
 struct Workload {
     label: &'static str,
@@ -95,6 +107,7 @@ const WORKLOADS: [Workload; 6] = [
 ];
 
 fn main() -> Result<(), Error> {
+    iroh_peer::run_if_peer();
     let mut rounds = 5;
     let mut write: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -138,6 +151,10 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
     via_tunnel.create_bucket("bench").await?;
     let first_request = started.elapsed();
     let via_http = Client::new(direct, ACCESS_KEY, SECRET_KEY);
+    let peer = iroh_peer::spawn_peer(&iroh::SecretKey::generate(), None)?;
+    let raw_endpoint =
+        tunnel::endpoint::bind(iroh::SecretKey::generate(), &iroh_peer::loopback_options(), Vec::new()).await?;
+    let mut raw = Vec::new();
 
     let mut ratios: Vec<Vec<(f64, f64)>> = WORKLOADS.iter().map(|_| Vec::new()).collect();
     let mut chunked: Vec<(f64, f64)> = Vec::new();
@@ -160,10 +177,14 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
             ratios[i].push((figures[0], figures[1]));
         }
         chunked.push(chunked_vs_plain(&via_tunnel, round).await?);
+        let (mut send, mut recv) = iroh_peer::direct_stream(&raw_endpoint, &peer.addr).await?;
+        let took = iroh_peer::bulk(&mut send, &mut recv, RAW_BYTES).await?;
+        raw.push(RAW_BYTES as f64 / MIB as f64 / took.as_secs_f64());
     }
     let connect_rss = peak_rss(connect.0.id())?;
     let mut markdown = report(rounds, &ratios, connect_rss, first_request);
     markdown.push_str(&chunked_report(&chunked));
+    markdown.push_str(&raw_report(&ratios, &raw));
     println!("{markdown}");
     if let Some(path) = write {
         common::write_section(&path, "tunnel", &markdown)?;
@@ -246,6 +267,31 @@ fn chunked_report(rounds: &[(f64, f64)]) -> String {
          |---|---:|---:|---:|\n\
          | MiB/s of payload | {plain:.0} | {chunked:.0} | {ratio:.2}× |\n"
     )
+}
+
+/// The large S3 transfers through `connect` as a share of a raw iroh stream measured in the
+/// same rounds.
+fn raw_report(figures: &[Vec<(f64, f64)>], raw: &[f64]) -> String {
+    let raw_median = median(raw.to_vec());
+    let mut out = format!(
+        "\n| the tunnel's physical limit | MiB/s | share of the raw stream | target | met |\n\
+         |---|---:|---:|---|---|\n\
+         | raw iroh stream between two processes, {} MiB one way | {raw_median:.0} | — | — | — |\n",
+        RAW_BYTES / MIB
+    );
+    for (w, rounds) in WORKLOADS.iter().zip(figures) {
+        if w.size < MIB {
+            continue;
+        }
+        let tunnel = median(rounds.iter().map(|r| r.1).collect());
+        let share = median(rounds.iter().zip(raw).map(|(r, raw)| r.1 / raw).collect());
+        let met = if share >= RAW_TARGET { "yes" } else { "**no**" };
+        out.push_str(&format!(
+            "| {} through `connect` | {tunnel:.0} | {share:.2}× | ≥ {RAW_TARGET}× | {met} |\n",
+            w.label
+        ));
+    }
+    out
 }
 
 fn report(rounds: usize, figures: &[Vec<(f64, f64)>], connect_rss: u64, first_request: Duration) -> String {
