@@ -135,7 +135,7 @@ pub struct MailboxFile {
 impl ConfigFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        serde_json::from_str(&crate::jsonc::strip(&text)).with_context(|| format!("parsing {}", path.display()))
     }
 }
 
@@ -158,4 +158,12 @@ pub fn default_data_dir() -> PathBuf {
         || PathBuf::from(".haven-relay"),
         |h| PathBuf::from(h).join(".haven-relay"),
     )
+}
+
+/// The data dir: `--data-dir` or `HAVEN_RELAY_DATA_DIR` (clap hands either over as one),
+/// then relay.json's `data_dir`, then `~/.haven-relay`.
+pub fn data_dir(flag_or_env: Option<PathBuf>, file: &ConfigFile) -> PathBuf {
+    flag_or_env
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(default_data_dir)
 }

@@ -3,7 +3,10 @@
 
 pub mod circle;
 pub mod config;
+pub mod config_report;
 pub mod credentials;
+pub mod health;
+mod jsonc;
 pub mod mail;
 pub mod pipe;
 pub mod storage;
@@ -34,6 +37,9 @@ pub struct Relay {
     /// `None` without storage.
     mailbox: Option<Arc<mailbox::Mailbox>>,
     mailbox_sweep: Option<JoinHandle<()>>,
+    /// Tells `haven-relay health` this relay is alive.
+    heartbeat: JoinHandle<()>,
+    data_dir: std::path::PathBuf,
 }
 
 struct HttpListener {
@@ -102,6 +108,8 @@ impl Relay {
             upload_expiry,
             mailbox,
             mailbox_sweep,
+            heartbeat: health::spawn(&config.data_dir),
+            data_dir: config.data_dir.clone(),
         })
     }
 
@@ -149,6 +157,8 @@ impl Relay {
         if let Some(mailbox) = self.mailbox {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, mailbox.settled()).await;
         }
+        self.heartbeat.abort();
+        health::mark_stopped(&self.data_dir);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use backends::mirror::{AckPolicy, MirrorOptions};
 use backends::spec::{BackendSpec, ConnectOptions, S3Keys};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use haven_relay::config::{ConfigFile, DEFAULT_S3_ADDR, StorageConfig, default_data_dir};
 use haven_relay::{Relay, RelayConfig, circle, credentials};
 use tunnel::link::{CircleLink, RelayLink};
@@ -48,6 +48,15 @@ enum Command {
     Id,
     /// Print the link (and QR code) an app scans to add this relay.
     Link,
+    /// Show the configuration `run` would use and where each value comes from, or write a
+    /// commented relay.json to start from.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Exit 0 if a relay is running on this data dir (from the heartbeat it writes every
+    /// 5 s; no port or network needed), 1 otherwise. For Docker's HEALTHCHECK and monitoring.
+    Health,
     /// Show or change who may reach this relay through the tunnel.
     Members {
         #[command(subcommand)]
@@ -225,6 +234,22 @@ struct DoctorArgs {
 }
 
 #[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration for these `run` flags (secrets not shown), each
+    /// value with its source: flag, environment, relay.json or default.
+    Show(Box<RunArgs>),
+    /// Write a relay.json with every setting commented out at its default.
+    Init {
+        /// Where to write it (`-` for stdout).
+        #[arg(default_value = "relay.json")]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum MembersAction {
     List,
     Add { node_id: EndpointId },
@@ -293,8 +318,10 @@ struct RunArgs {
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     max_object_size: Option<u64>,
     /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
-    #[arg(long)]
-    no_storage: bool,
+    /// `--no-storage=false` turns off a relay.json `no_storage: true`.
+    #[arg(long, env = "HAVEN_RELAY_NO_STORAGE", num_args = 0..=1, default_missing_value = "true",
+          value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    no_storage: Option<bool>,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
@@ -351,19 +378,43 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,s3s=off,iroh=warn,noq=warn,noq_proto=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
-    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `run`, `doctor` and `credentials` read relay.json, whose data_dir counts only when
+    // neither --data-dir nor HAVEN_RELAY_DATA_DIR says otherwise.
+    let data_dir_arg = cli.data_dir;
+    let data_dir = data_dir_arg.clone().unwrap_or_else(default_data_dir);
     match cli.command {
-        Command::Run(args) => run(data_dir, *args).await,
-        Command::Credentials(args) => print_credentials(data_dir, &args),
+        Command::Run(args) => run(data_dir_arg, *args).await,
+        Command::Credentials(args) => print_credentials(data_dir_arg, &args),
         Command::Id => {
             say!("{}", tunnel::identity::load_or_create(&data_dir)?.public());
             Ok(())
         }
         Command::Link => print_link(&data_dir),
+        Command::Config { action } => {
+            let show = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("show"));
+            match (action, show) {
+                (ConfigAction::Show(args), Some(show)) => show_config(data_dir_arg, &args, show),
+                (ConfigAction::Init { path, force }, _) => init_config(&path, force),
+                (ConfigAction::Show(_), None) => unreachable!("clap parsed `config show`"),
+            }
+        }
+        Command::Health => match haven_relay::health::check(&data_dir) {
+            Ok(age) => {
+                say!("healthy: the relay's last heartbeat is {age} s old");
+                Ok(())
+            }
+            Err(why) => {
+                eprintln!("unhealthy: {why}");
+                std::process::exit(1)
+            }
+        },
         Command::Members { action } => members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
-        Command::Doctor(args) => doctor(data_dir, args).await,
+        Command::Doctor(args) => doctor(data_dir_arg, args).await,
         Command::Send(args) => send(data_dir, args).await,
         Command::Pipe(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;
@@ -433,9 +484,9 @@ async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
+async fn doctor(data_dir: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<()> {
     let file = args.storage.file()?;
-    let mut config = RelayConfig::new(file.data_dir.clone().unwrap_or(data_dir));
+    let mut config = RelayConfig::new(haven_relay::config::data_dir(data_dir, &file));
     config.storage = args.storage.resolve(&file)?;
     if config.storage.backends.is_empty() {
         // The embedded store, seen as a blob directory would only confuse: check the disk.
@@ -515,9 +566,13 @@ async fn doctor(data_dir: PathBuf, args: DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
+/// Everything `run` is told, resolved with one precedence: flag > environment > relay.json >
+/// default (clap gives a flag precedence over its variable). No side effects: `config show`
+/// uses it too. The tunnel's options are resolved here; whether there is a tunnel depends on
+/// the circle, which `run` decides.
+fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<(RelayConfig, ConfigFile)> {
     let file = args.storage.file()?;
-    let mut config = RelayConfig::new(file.data_dir.clone().unwrap_or(data_dir));
+    let mut config = RelayConfig::new(haven_relay::config::data_dir(data_dir, &file));
     config.storage = args.storage.resolve(&file)?;
     let s3_addr = args
         .s3_addr
@@ -526,21 +581,7 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     if args.s3 || s3_addr.is_some() {
         config.s3_addr = Some(s3_addr.unwrap_or_else(|| DEFAULT_S3_ADDR.parse().expect("valid default")));
     }
-    if let Some(link) = &args.link {
-        let link: CircleLink = link.parse().context("--link")?;
-        circle::join(&config.data_dir, &link)?;
-    }
-    let circle = circle::load(&config.data_dir)?;
-    if circle.is_some() {
-        config.tunnel = Some(args.tunnel.options(&file)?);
-    }
-    if config.s3_addr.is_none() && config.tunnel.is_none() {
-        anyhow::bail!(
-            "nothing to serve: pass --link with the circle link from the app (once; it is remembered), \
-             and/or --s3 for the plain-HTTP S3 endpoint"
-        );
-    }
-    config.no_storage = args.no_storage || file.no_storage.unwrap_or(false);
+    config.no_storage = args.no_storage.or(file.no_storage).unwrap_or(false);
     if let Some(days) = args.incomplete_upload_days.or(file.incomplete_upload_days) {
         anyhow::ensure!(days >= 1, "incomplete_upload_days must be at least 1");
         config.incomplete_upload_max_age = Duration::from_secs(days * 24 * 3600);
@@ -559,6 +600,26 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
         anyhow::ensure!(
             haven_relay::config::valid_domain(domain),
             "--s3-domain {domain:?} is not a host name (letters, digits, '-' and dots, no port)"
+        );
+    }
+    config.tunnel = Some(args.tunnel.options(&file)?);
+    Ok((config, file))
+}
+
+async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
+    let (mut config, _) = resolve_run(data_dir, &args)?;
+    if let Some(link) = &args.link {
+        let link: CircleLink = link.parse().context("--link")?;
+        circle::join(&config.data_dir, &link)?;
+    }
+    let circle = circle::load(&config.data_dir)?;
+    if circle.is_none() {
+        config.tunnel = None;
+    }
+    if config.s3_addr.is_none() && config.tunnel.is_none() {
+        anyhow::bail!(
+            "nothing to serve: pass --link with the circle link from the app (once; it is remembered), \
+             and/or --s3 for the plain-HTTP S3 endpoint"
         );
     }
     let creds = args.keys.resolve(&config.data_dir)?;
@@ -612,12 +673,40 @@ async fn run(data_dir: PathBuf, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_credentials(data_dir: PathBuf, args: &CredentialsArgs) -> anyhow::Result<()> {
+fn show_config(data_dir: Option<PathBuf>, args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let (config, file) = resolve_run(data_dir, args)?;
+    let creds = args.keys.resolve(&config.data_dir)?;
+    let rows = haven_relay::config_report::rows(matches, &config, &file, &creds);
+    say!("{}", haven_relay::config_report::render(&rows).trim_end());
+    Ok(())
+}
+
+fn init_config(path: &Path, force: bool) -> anyhow::Result<()> {
+    let example = haven_relay::config_report::EXAMPLE;
+    if path == Path::new("-") {
+        say!("{}", example.trim_end());
+        return Ok(());
+    }
+    anyhow::ensure!(
+        force || !path.exists(),
+        "{} exists; pass --force to replace it",
+        path.display()
+    );
+    std::fs::write(path, example).with_context(|| format!("writing {}", path.display()))?;
+    say!(
+        "wrote {}; uncomment what you change, then: haven-relay run --config {}",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn print_credentials(data_dir: Option<PathBuf>, args: &CredentialsArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    let data_dir = file.data_dir.unwrap_or(data_dir);
+    let data_dir = haven_relay::config::data_dir(data_dir, &file);
     let creds = args.keys.resolve(&data_dir).context("loading credentials")?;
     say!("access key: {}", creds.access_key);
     say!("secret key: {}", creds.secret_key);

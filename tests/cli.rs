@@ -167,6 +167,39 @@ fn aws_cli_round_trip_against_the_binary() {
     aws(&["s3", "rm", "s3://cli-bucket/dir/file with space.bin"]);
     assert!(!aws(&["s3", "ls", "--recursive", "s3://cli-bucket"]).contains("file with space"));
 
+    // Errors carry AWS's message, so the CLI prints more than "Unknown".
+    let failed = |args: &[&str]| {
+        let out = Command::new(aws_cli())
+            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "CLITESTKEY")
+            .env("AWS_SECRET_ACCESS_KEY", "cli-test-secret")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "aws {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing_bucket = failed(&["s3api", "list-objects-v2", "--bucket", "no-such-bucket"]);
+    assert!(
+        missing_bucket.contains("(NoSuchBucket)") && missing_bucket.contains("The specified bucket does not exist"),
+        "{missing_bucket}"
+    );
+    let missing_key = failed(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "cli-bucket",
+        "--key",
+        "nope",
+        "/dev/null",
+    ]);
+    assert!(
+        missing_key.contains("(NoSuchKey)") && missing_key.contains("The specified key does not exist"),
+        "{missing_key}"
+    );
+
     // SIGTERM: the relay stops cleanly.
     let pid = relay.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -390,4 +423,168 @@ fn a_bad_backend_uri_gets_a_one_line_error() {
         assert!(err.contains(why), "{uri}: {err}");
         assert!(!err.contains("panicked"), "{uri}: {err}");
     }
+}
+
+/// `config show` for `run`'s flags: one precedence for every key (flag > environment >
+/// relay.json > default), each value with its source, secrets never printed.
+#[test]
+fn config_show_says_what_wins_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.json");
+    let from_file = dir.path().join("from-file");
+    std::fs::write(
+        &file,
+        format!(
+            "{{\n  // comments and trailing commas are fine\n  \"data_dir\": {:?},\n  \"no_storage\": true,\n  \
+             \"s3_addr\": \"127.0.0.1:7001\",\n  \"mailbox\": {{\"max_message_bytes\": 2048,}},\n}}\n",
+            from_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let show = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["config", "show", "--config", file.to_str().unwrap()])
+            .args(args)
+            .env_remove("HAVEN_RELAY_DATA_DIR")
+            .envs(env.iter().copied())
+            .env("HAVEN_RELAY_ACCESS_KEY", "SHOWKEY")
+            .env("HAVEN_RELAY_SECRET_KEY", "a-very-secret-secret-key")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains("a-very-secret-secret-key"), "a secret printed:\n{text}");
+        text
+    };
+    let line = |text: &str, key: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // The file alone.
+    let text = show(&[], &[]);
+    assert_eq!(line(&text, "data_dir"), format!("{} (relay.json)", from_file.display()));
+    assert_eq!(line(&text, "no_storage"), "true (relay.json)");
+    assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7001 (relay.json)");
+    assert_eq!(line(&text, "mailbox.max_message_bytes"), "2048 (relay.json)");
+    assert_eq!(line(&text, "mailbox.max_queued_messages"), "1000 (default)");
+    assert!(line(&text, "secret_key").ends_with("(environment)"));
+    // The environment beats the file; a flag beats both.
+    let flag_dir = dir.path().join("from-flag");
+    let env_dir = dir.path().join("from-env");
+    let text = show(
+        &[],
+        &[
+            ("HAVEN_RELAY_DATA_DIR", env_dir.to_str().unwrap()),
+            ("HAVEN_RELAY_S3_ADDR", "127.0.0.1:7002"),
+            ("HAVEN_RELAY_MAILBOX_MAX_MESSAGE", "4096"),
+            ("HAVEN_RELAY_NO_STORAGE", "false"),
+        ],
+    );
+    assert_eq!(line(&text, "data_dir"), format!("{} (environment)", env_dir.display()));
+    assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7002 (environment)");
+    assert_eq!(line(&text, "mailbox.max_message_bytes"), "4096 (environment)");
+    assert_eq!(line(&text, "no_storage"), "false (environment)");
+    let text = show(
+        &[
+            "--data-dir",
+            flag_dir.to_str().unwrap(),
+            "--s3-addr",
+            "127.0.0.1:7003",
+            "--mailbox-max-message",
+            "8192",
+            "--no-storage=false",
+            "--switch-pipes-per-member",
+            "3",
+        ],
+        &[
+            ("HAVEN_RELAY_DATA_DIR", env_dir.to_str().unwrap()),
+            ("HAVEN_RELAY_S3_ADDR", "127.0.0.1:7002"),
+            ("HAVEN_RELAY_MAILBOX_MAX_MESSAGE", "4096"),
+        ],
+    );
+    assert_eq!(line(&text, "data_dir"), format!("{} (flag)", flag_dir.display()));
+    assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7003 (flag)");
+    assert_eq!(line(&text, "mailbox.max_message_bytes"), "8192 (flag)");
+    assert_eq!(line(&text, "no_storage"), "false (flag)");
+    assert_eq!(line(&text, "switchboard.pipes_per_member"), "3 (flag)");
+    // Errors name the key.
+    std::fs::write(&file, "{\"mailbox\": {\"max_mesage_bytes\": 1}}").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "show", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_mesage_bytes"));
+}
+
+/// `config init` writes a relay.json that `run` accepts as it is, and does not overwrite one.
+#[test]
+fn config_init_writes_a_file_run_accepts_and_keeps_an_existing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.json");
+    let init = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["config", "init", file.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(init(&[]).status.success());
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains("// \"s3_addr\""), "{written}");
+    let again = init(&[]);
+    assert!(!again.status.success(), "an existing file is not replaced");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    let shown = Command::new(BIN)
+        .args(["config", "show", "--config", file.to_str().unwrap()])
+        .env("HAVEN_RELAY_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+}
+
+/// `health` answers from the running relay's heartbeat: no relay, running, stopped.
+#[test]
+fn health_tells_running_from_stopped_and_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let health = || {
+        Command::new(BIN)
+            .args(["health", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let never = health();
+    assert_eq!(never.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&never.stderr).contains("no relay has run"));
+    let (mut relay, _) = binary::spawn_until(
+        binary::haven(&[
+            "run",
+            "--s3-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ]),
+        "S3 endpoint:",
+    );
+    let running = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        health().status.success()
+    });
+    assert!(running, "a running relay is healthy");
+    let term = Command::new("kill")
+        .args(["-TERM", &relay.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(relay.wait().unwrap().success());
+    let stopped = health();
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped"));
 }

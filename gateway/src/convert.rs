@@ -102,7 +102,9 @@ pub fn algorithm(a: Option<&dto::ChecksumAlgorithm>) -> S3Result<Option<Checksum
 /// Checks a `Content-MD5` header is well formed before any byte is stored.
 pub fn check_content_md5(md5: Option<&String>) -> S3Result<()> {
     match md5 {
-        Some(v) if backends::digest::base64_decode(v).is_none_or(|b| b.len() != 16) => Err(s3_error!(InvalidDigest)),
+        Some(v) if backends::digest::base64_decode(v).is_none_or(|b| b.len() != 16) => {
+            Err(crate::error::aws(s3s::S3ErrorCode::InvalidDigest))
+        }
         _ => Ok(()),
     }
 }

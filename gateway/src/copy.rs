@@ -23,7 +23,7 @@ fn source(src: &CopySource) -> S3Result<(&str, &str)> {
 
 /// Failed copy-source conditions are all 412, unlike reads.
 fn precondition_failed() -> S3Error {
-    s3_error!(PreconditionFailed)
+    crate::error::aws(s3s::S3ErrorCode::PreconditionFailed)
 }
 
 pub async fn copy_object(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {

@@ -77,7 +77,7 @@ pub async fn put(gw: &Gateway, req: S3Request<PutBucketCorsInput>) -> S3Result<S
             "CORS methods must be GET, PUT, POST, DELETE or HEAD"
         ));
     }
-    let doc = serde_json::to_vec(&rules).map_err(|_| s3_error!(InternalError))?;
+    let doc = serde_json::to_vec(&rules).map_err(|_| crate::error::aws(s3s::S3ErrorCode::InternalError))?;
     gw.store
         .put_bucket_doc(&input.bucket, DOC, Some(Bytes::from(doc)))
         .await
@@ -88,7 +88,7 @@ pub async fn put(gw: &Gateway, req: S3Request<PutBucketCorsInput>) -> S3Result<S
 pub async fn get(gw: &Gateway, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
     let rules = load(gw.store.as_ref(), &req.input.bucket).await.map_err(to_s3)?;
     let Some(rules) = rules else {
-        return Err(s3_error!(NoSuchCORSConfiguration));
+        return Err(crate::error::aws(s3s::S3ErrorCode::NoSuchCORSConfiguration));
     };
     let cors_rules = rules
         .into_iter()

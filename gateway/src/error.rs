@@ -20,24 +20,51 @@ pub enum BodyError {
     Sha256Mismatch,
 }
 
+/// An error with the message AWS gives for its code, so that clients print more than the code
+/// (the aws CLI shows "Unknown" for an error without one).
+pub fn aws(code: S3ErrorCode) -> S3Error {
+    use S3ErrorCode::*;
+    let message = match &code {
+        NoSuchBucket => "The specified bucket does not exist",
+        BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",
+        BucketNotEmpty => "The bucket you tried to delete is not empty",
+        InvalidBucketName => "The specified bucket is not valid.",
+        NoSuchKey => "The specified key does not exist.",
+        KeyTooLongError => "Your key is too long",
+        NoSuchUpload => {
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+        }
+        InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.",
+        InvalidRange => "The requested range is not satisfiable",
+        PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
+        BadDigest => "The Content-MD5 you specified did not match what we received.",
+        EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.",
+        InvalidDigest => "The Content-MD5 you specified is not valid.",
+        NoSuchCORSConfiguration => "The CORS configuration does not exist",
+        InternalError => "We encountered an internal error. Please try again.",
+        _ => return S3Error::new(code),
+    };
+    S3Error::with_message(code, message)
+}
+
 pub fn to_s3(err: StoreError) -> S3Error {
     match err {
-        StoreError::NoSuchBucket => s3_error!(NoSuchBucket),
-        StoreError::BucketAlreadyExists => s3_error!(BucketAlreadyOwnedByYou),
+        StoreError::NoSuchBucket => aws(S3ErrorCode::NoSuchBucket),
+        StoreError::BucketAlreadyExists => aws(S3ErrorCode::BucketAlreadyOwnedByYou),
         StoreError::ReservedBucketName => s3_error!(BucketAlreadyExists, "this bucket name is reserved by the relay"),
-        StoreError::BucketNotEmpty => s3_error!(BucketNotEmpty),
-        StoreError::InvalidBucketName => s3_error!(InvalidBucketName),
-        StoreError::NoSuchKey => s3_error!(NoSuchKey),
-        StoreError::KeyTooLong => s3_error!(KeyTooLongError),
+        StoreError::BucketNotEmpty => aws(S3ErrorCode::BucketNotEmpty),
+        StoreError::InvalidBucketName => aws(S3ErrorCode::InvalidBucketName),
+        StoreError::NoSuchKey => aws(S3ErrorCode::NoSuchKey),
+        StoreError::KeyTooLong => aws(S3ErrorCode::KeyTooLongError),
         StoreError::InvalidKey(why) => s3_error!(InvalidArgument, "object key {why}"),
-        StoreError::NoSuchUpload => s3_error!(NoSuchUpload),
+        StoreError::NoSuchUpload => aws(S3ErrorCode::NoSuchUpload),
         StoreError::InvalidArgument(msg) => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
         StoreError::InvalidPart(msg) => S3Error::with_message(S3ErrorCode::InvalidPart, msg),
-        StoreError::InvalidPartOrder => s3_error!(InvalidPartOrder),
+        StoreError::InvalidPartOrder => aws(S3ErrorCode::InvalidPartOrder),
         StoreError::EntityTooSmall(n) => s3_error!(EntityTooSmall, "part {n} is smaller than the minimum allowed size"),
-        StoreError::InvalidRange { .. } => s3_error!(InvalidRange),
-        StoreError::PreconditionFailed => s3_error!(PreconditionFailed),
-        StoreError::BadDigest => s3_error!(BadDigest),
+        StoreError::InvalidRange { .. } => aws(S3ErrorCode::InvalidRange),
+        StoreError::PreconditionFailed => aws(S3ErrorCode::PreconditionFailed),
+        StoreError::BadDigest => aws(S3ErrorCode::BadDigest),
         // 501, which clients do not retry: retrying cannot make a connection-only relay store.
         StoreError::NoStorage => S3Error::with_message(S3ErrorCode::NotImplemented, StoreError::NoStorage.to_string()),
         StoreError::ChecksumMismatch(algo) => {
@@ -67,7 +94,7 @@ pub fn to_s3(err: StoreError) -> S3Error {
 
 fn body_error(e: &std::io::Error) -> S3Error {
     match e.get_ref().and_then(|inner| inner.downcast_ref::<BodyError>()) {
-        Some(BodyError::TooLarge { .. }) => s3_error!(EntityTooLarge),
+        Some(BodyError::TooLarge { .. }) => aws(S3ErrorCode::EntityTooLarge),
         Some(BodyError::TrailerMismatch(algo)) => {
             s3_error!(
                 BadDigest,

@@ -28,12 +28,12 @@ impl Preconditions<'_> {
         let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
         if let Some(c) = self.if_match {
             if !matches(c) {
-                return Err(s3_error!(PreconditionFailed));
+                return Err(crate::error::aws(s3s::S3ErrorCode::PreconditionFailed));
             }
         } else if let Some(t) = self.if_unmodified_since
             && modified_secs > secs(t)
         {
-            return Err(s3_error!(PreconditionFailed));
+            return Err(crate::error::aws(s3s::S3ErrorCode::PreconditionFailed));
         }
         if let Some(c) = self.if_none_match {
             if matches(c) {
@@ -109,7 +109,7 @@ pub async fn get_object(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Resul
             // Preconditions are decided before the range.
             let meta = gw.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
             pre.check(&meta, not_modified)?;
-            return Err(s3_error!(InvalidRange));
+            return Err(crate::error::aws(s3s::S3ErrorCode::InvalidRange));
         }
         Err(e) => return Err(to_s3(e)),
     };
@@ -182,7 +182,9 @@ pub async fn head_object(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Res
         .map(convert::range)
         .or(input.part_number.map(|n| part_range(&meta, n)).transpose()?)
     {
-        let span = range.resolve(meta.size).ok_or_else(|| s3_error!(InvalidRange))?;
+        let span = range
+            .resolve(meta.size)
+            .ok_or_else(|| crate::error::aws(s3s::S3ErrorCode::InvalidRange))?;
         length = span.end - span.start;
         content_range = Some(format!("bytes {}-{}/{}", span.start, span.end - 1, meta.size));
     }

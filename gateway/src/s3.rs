@@ -2,7 +2,7 @@
 //! Operations not listed here answer `NotImplemented` (see docs/S3-COMPATIBILITY.md).
 
 use s3s::dto::*;
-use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::{Gateway, bucket, copy, cors, delete, get, list, multipart, put};
 
@@ -10,7 +10,9 @@ impl Gateway {
     /// Refuses a body whose declared length is already over the cap, before reading it.
     pub(crate) fn check_declared_size(&self, content_length: Option<i64>) -> S3Result<()> {
         match content_length {
-            Some(n) if n > 0 && n as u64 > self.max_object_size => Err(s3_error!(EntityTooLarge)),
+            Some(n) if n > 0 && n as u64 > self.max_object_size => {
+                Err(crate::error::aws(s3s::S3ErrorCode::EntityTooLarge))
+            }
             _ => Ok(()),
         }
     }
