@@ -9,6 +9,7 @@ pub mod health;
 mod jsonc;
 pub mod mail;
 pub mod pipe;
+pub mod run_args;
 pub mod storage;
 mod tunnel_port;
 

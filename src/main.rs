@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backends::mirror::{AckPolicy, MirrorOptions};
-use backends::spec::{BackendSpec, ConnectOptions, S3Keys};
+use backends::spec::BackendSpec;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use haven_relay::config::{ConfigFile, DEFAULT_S3_ADDR, StorageConfig, default_data_dir};
-use haven_relay::{Relay, RelayConfig, circle, credentials};
+use haven_relay::config::{ConfigFile, default_data_dir};
+use haven_relay::run_args::{KeyArgs, RunArgs, StorageArgs, TunnelArgs, resolve_run};
+use haven_relay::{Relay, RelayConfig, circle};
 use tunnel::link::{CircleLink, RelayLink};
 use tunnel::{EndpointId, RelayChoice};
 
@@ -125,109 +125,6 @@ struct InboxArgs {
 }
 
 #[derive(Args)]
-struct StorageArgs {
-    /// A storage backend, repeatable: fs:PATH, s3://BUCKET?endpoint=URL&region=R or
-    /// rclone:REMOTE:PATH. Several backends mirror each other. Default: <data-dir>/store.
-    #[arg(long = "backend", value_name = "URI")]
-    backends: Vec<BackendSpec>,
-    /// Short for --backend rclone:REMOTE:PATH, for a remote in your rclone.conf.
-    #[arg(long = "rclone-remote", value_name = "REMOTE:PATH")]
-    rclone_remotes: Vec<String>,
-    /// The rclone.conf to use (default: rclone's own).
-    #[arg(long, env = "HAVEN_RELAY_RCLONE_CONFIG")]
-    rclone_config: Option<PathBuf>,
-    /// The rclone binary (default: rclone on PATH).
-    #[arg(long, env = "HAVEN_RELAY_RCLONE_BIN")]
-    rclone_bin: Option<PathBuf>,
-    /// When a write to several backends is acknowledged: `all` (every healthy one) or
-    /// `quorum:N` (at least N).
-    #[arg(long)]
-    ack: Option<AckPolicy>,
-    /// Seconds one attempt of a remote backend operation may take.
-    #[arg(long)]
-    backend_timeout: Option<u64>,
-    /// Adopt backends that belong to another relay (one whose data dir is gone for good) and
-    /// rebuild the catalog from them.
-    #[arg(long)]
-    take_over: bool,
-    /// Bytes per second the background scrub may read to check every copy on the mirrors
-    /// (default 8 MiB/s; 0 turns it off).
-    #[arg(long, env = "HAVEN_RELAY_SCRUB_RATE")]
-    scrub_rate: Option<u64>,
-    /// A relay.json whose settings apply where no flag or variable is given.
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-impl StorageArgs {
-    /// Flags first, then relay.json, then the defaults. S3 keys come only from the
-    /// environment and relay.json.
-    fn resolve(&self, file: &ConfigFile) -> anyhow::Result<StorageConfig> {
-        let mut backends = self.backends.clone();
-        for remote in &self.rclone_remotes {
-            backends.push(format!("rclone:{remote}").parse()?);
-        }
-        if backends.is_empty() {
-            for uri in file.backends.iter().flatten() {
-                backends.push(uri.parse().context("backends in the config file")?);
-            }
-        }
-        let mut connect = ConnectOptions::default();
-        if let Some(bin) = self.rclone_bin.clone().or(file.rclone_bin.clone()) {
-            connect.rclone_binary = bin;
-        }
-        connect.rclone_config = self.rclone_config.clone().or(file.rclone_config.clone());
-        connect.named_keys = file.s3_credentials.clone().unwrap_or_default();
-        connect.env_keys = match (
-            std::env::var("AWS_ACCESS_KEY_ID"),
-            std::env::var("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            (Ok(access_key_id), Ok(secret_access_key)) => Some(S3Keys {
-                access_key_id,
-                secret_access_key,
-            }),
-            _ => None,
-        };
-        if let Some(secs) = self.backend_timeout.or(file.backend_timeout_secs) {
-            connect.timeout = Duration::from_secs(secs.max(1));
-        }
-        let mut mirror = MirrorOptions::default();
-        match (&self.ack, &file.ack) {
-            (Some(ack), _) => mirror.ack = *ack,
-            (None, Some(text)) => {
-                mirror.ack = text
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!(e))
-                    .context("ack in the config file")?
-            }
-            (None, None) => {}
-        }
-        mirror.take_over = self.take_over;
-        if let Some(secs) = file.repair_interval_secs {
-            mirror.repair_interval = Duration::from_secs(secs.max(1));
-        }
-        if let Some(rate) = self.scrub_rate.or(file.scrub_rate) {
-            mirror.scrub_rate = rate;
-        }
-        if let Some(hours) = file.scrub_interval_hours {
-            mirror.scrub_interval = Duration::from_secs(hours.max(1) * 3600);
-        }
-        Ok(StorageConfig {
-            backends,
-            connect,
-            mirror,
-        })
-    }
-
-    fn file(&self) -> anyhow::Result<ConfigFile> {
-        match &self.config {
-            Some(path) => ConfigFile::load(path),
-            None => Ok(ConfigFile::default()),
-        }
-    }
-}
-
-#[derive(Args)]
 struct DoctorArgs {
     #[command(flatten)]
     storage: StorageArgs,
@@ -254,99 +151,6 @@ enum MembersAction {
     List,
     Add { node_id: EndpointId },
     Remove { node_id: EndpointId },
-}
-
-#[derive(Args)]
-struct TunnelArgs {
-    /// iroh relay servers: `default` (n0's, works behind NAT), `disabled` (direct addresses
-    /// only), or the URL of a self-hosted iroh relay.
-    #[arg(long, env = "HAVEN_RELAY_IROH_RELAY")]
-    iroh_relay: Option<RelayChoice>,
-    /// UDP address for the tunnel (default: all interfaces, any port).
-    #[arg(long, env = "HAVEN_RELAY_IROH_ADDR")]
-    iroh_addr: Option<SocketAddr>,
-    /// PEM certificate(s) to trust for a self-hosted iroh relay with a private CA.
-    #[arg(long, env = "HAVEN_RELAY_IROH_RELAY_CA")]
-    iroh_relay_ca: Option<PathBuf>,
-}
-
-impl TunnelArgs {
-    /// Flags first, then the config file's values, then the defaults.
-    fn options(&self, file: &ConfigFile) -> anyhow::Result<tunnel::EndpointOptions> {
-        let relay = match (&self.iroh_relay, &file.iroh_relay) {
-            (Some(choice), _) => choice.clone(),
-            (None, Some(text)) => text.parse().context("iroh_relay in the config file")?,
-            (None, None) => RelayChoice::Default,
-        };
-        let relay_ca = match self.iroh_relay_ca.as_ref().or(file.iroh_relay_ca.as_ref()) {
-            Some(path) => tunnel::endpoint::load_ca(path)?,
-            None => Vec::new(),
-        };
-        Ok(tunnel::EndpointOptions {
-            relay,
-            bind: self.iroh_addr.or(file.iroh_addr),
-            relay_ca,
-        })
-    }
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// The circle link from the app (`haven-relay://circle#…`); remembered for later runs.
-    #[arg(long)]
-    link: Option<String>,
-    /// Serve the S3 API over plain HTTP (SigV4 required).
-    #[arg(long)]
-    s3: bool,
-    /// Address of the HTTP S3 endpoint (implies --s3).
-    #[arg(long, env = "HAVEN_RELAY_S3_ADDR")]
-    s3_addr: Option<SocketAddr>,
-    /// Port of the HTTP S3 endpoint on 127.0.0.1 (implies --s3).
-    #[arg(long, conflicts_with = "s3_addr")]
-    s3_port: Option<u16>,
-    #[command(flatten)]
-    keys: KeyArgs,
-    /// A host name clients reach this relay by (repeatable; `localhost` and IP addresses
-    /// always work): path-style on it, virtual-hosted style on `<bucket>.<name>`. Requests
-    /// to other dotted names are refused, since their bucket could be misread.
-    #[arg(long = "s3-domain", env = "HAVEN_RELAY_S3_DOMAINS", value_delimiter = ',')]
-    s3_domains: Vec<String>,
-    /// Unfinished multipart uploads older than this many days are aborted (default 7).
-    #[arg(long, env = "HAVEN_RELAY_INCOMPLETE_UPLOAD_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
-    incomplete_upload_days: Option<u64>,
-    /// Largest object accepted, in bytes.
-    #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
-    max_object_size: Option<u64>,
-    /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
-    /// `--no-storage=false` turns off a relay.json `no_storage: true`.
-    #[arg(long, env = "HAVEN_RELAY_NO_STORAGE", num_args = 0..=1, default_missing_value = "true",
-          value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
-    no_storage: Option<bool>,
-    #[command(flatten)]
-    storage: StorageArgs,
-    #[command(flatten)]
-    tunnel: TunnelArgs,
-    #[command(flatten)]
-    mailbox: haven_relay::mail::MailboxArgs,
-    #[command(flatten)]
-    switchboard: haven_relay::pipe::SwitchboardArgs,
-}
-
-/// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
-#[derive(Args)]
-struct KeyArgs {
-    /// Access key for the HTTP S3 endpoint (default: the stored one).
-    #[arg(long, env = "HAVEN_RELAY_ACCESS_KEY", hide_env_values = true)]
-    access_key: Option<String>,
-    /// Secret key for the HTTP S3 endpoint (default: the stored one).
-    #[arg(long, env = "HAVEN_RELAY_SECRET_KEY", hide_env_values = true)]
-    secret_key: Option<String>,
-}
-
-impl KeyArgs {
-    fn resolve(&self, data_dir: &Path) -> anyhow::Result<credentials::Credentials> {
-        credentials::resolve(data_dir, self.access_key.clone(), self.secret_key.clone())
-    }
 }
 
 #[derive(Args)]
@@ -564,46 +368,6 @@ async fn doctor(data_dir: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<(
         reports.len()
     );
     Ok(())
-}
-
-/// Everything `run` is told, resolved with one precedence: flag > environment > relay.json >
-/// default (clap gives a flag precedence over its variable). No side effects: `config show`
-/// uses it too. The tunnel's options are resolved here; whether there is a tunnel depends on
-/// the circle, which `run` decides.
-fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<(RelayConfig, ConfigFile)> {
-    let file = args.storage.file()?;
-    let mut config = RelayConfig::new(haven_relay::config::data_dir(data_dir, &file));
-    config.storage = args.storage.resolve(&file)?;
-    let s3_addr = args
-        .s3_addr
-        .or(args.s3_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))))
-        .or(file.s3_addr);
-    if args.s3 || s3_addr.is_some() {
-        config.s3_addr = Some(s3_addr.unwrap_or_else(|| DEFAULT_S3_ADDR.parse().expect("valid default")));
-    }
-    config.no_storage = args.no_storage.or(file.no_storage).unwrap_or(false);
-    if let Some(days) = args.incomplete_upload_days.or(file.incomplete_upload_days) {
-        anyhow::ensure!(days >= 1, "incomplete_upload_days must be at least 1");
-        config.incomplete_upload_max_age = Duration::from_secs(days * 24 * 3600);
-    }
-    if let Some(max) = args.max_object_size.or(file.max_object_size) {
-        config.max_object_size = max;
-    }
-    config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
-    config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
-    config.s3_domains = if args.s3_domains.is_empty() {
-        file.s3_domains.clone().unwrap_or_default()
-    } else {
-        args.s3_domains.clone()
-    };
-    for domain in &config.s3_domains {
-        anyhow::ensure!(
-            haven_relay::config::valid_domain(domain),
-            "--s3-domain {domain:?} is not a host name (letters, digits, '-' and dots, no port)"
-        );
-    }
-    config.tunnel = Some(args.tunnel.options(&file)?);
-    Ok((config, file))
 }
 
 async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
