@@ -534,7 +534,15 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let client = tunnel::TunnelClient::connect(endpoint, link.endpoint_addr()).await?;
+    let id = endpoint.id();
+    let client = match tunnel::TunnelClient::connect(endpoint, link.endpoint_addr()).await {
+        Err(tunnel::TunnelError::Refused(_)) => anyhow::bail!(
+            "the relay refused this node: it is not a member of the relay's circle.\n  \
+             this node's id:  {id}\n  to admit it, on the relay: haven-relay members add {id}\n  \
+             (or add the node to the circle in the app)"
+        ),
+        other => other?,
+    };
     say!(
         "connected to relay {} in {} ms",
         link.relay,

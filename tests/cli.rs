@@ -323,6 +323,17 @@ fn circle_link_tunnel_and_connect_with_the_aws_cli() {
         !aws(&["s3", "ls", "s3://tunnelled"]).status.success()
     });
     assert!(refused, "a removed member is cut off");
+    // A `connect` by a node outside the circle says so at once, with the command that admits it.
+    let mut outsider_args = connect_args.clone();
+    let at = outsider_args.iter().position(|a| *a == "--listen").unwrap();
+    outsider_args[at + 1] = "127.0.0.1:0";
+    let out = Command::new(BIN).args(&outsider_args).output().unwrap();
+    assert!(!out.status.success(), "a non-member's connect must fail");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("not a member") && said.contains(&format!("haven-relay members add {member}")),
+        "{said}"
+    );
     for child in [&mut relay, &mut connect] {
         child.kill().unwrap();
         child.wait().unwrap();

@@ -31,13 +31,26 @@ impl std::fmt::Debug for TunnelClient {
 }
 
 impl TunnelClient {
-    /// Dials the relay once, so that a wrong address or a refusal shows up immediately.
+    /// Dials the relay and makes one cheap request, so that a wrong address or a node the
+    /// relay does not admit shows up at once ([`TunnelError::Refused`]), not as every later
+    /// request failing. (The relay admits by node id right after the handshake, which itself
+    /// succeeds for anyone.)
     pub async fn connect(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
         let client = Self {
             dialer: Dialer::new(endpoint, relay, crate::ALPN),
         };
-        client.dialer.connection().await?;
-        Ok(client)
+        let probe = Request::head("/")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("a valid request");
+        let conn = client.dialer.connection().await?;
+        match client.send(probe).await {
+            // Any answer at all means the relay serves this node.
+            Ok(_) => Ok(client),
+            Err(e) => Err(match conn.close_reason() {
+                Some(_) => crate::dial::stream_error(&conn, &e),
+                None => e,
+            }),
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {

@@ -139,7 +139,10 @@ async fn accept_loop(
             if !members.contains(&peer) {
                 // One admission for every protocol, before any stream is accepted.
                 // Node ids identify people: only at debug level, like keys and addresses.
-                tracing::info!("refused a tunnel from a node outside the circle");
+                tracing::info!(
+                    "refused a tunnel from a node outside the circle (its id is logged at debug level; \
+                     `haven-relay members add NODE_ID` admits a node)"
+                );
                 tracing::debug!(peer = %peer.fmt_short(), "refused node");
                 conn.close(VarInt::from_u32(NOT_A_MEMBER), b"not a member of this circle");
                 return;
