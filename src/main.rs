@@ -175,11 +175,17 @@ struct ConnectArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Colour only for a person at a terminal: not into files or the journal, and never with
+    // NO_COLOR set (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,s3s=off,iroh=warn,noq=warn,noq_proto=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // Offline, iroh warns every few seconds that it cannot publish the node's address.
+                "info,s3s=off,iroh=warn,iroh::address_lookup::pkarr=error,noq=warn,noq_proto=warn".into()
+            }),
         )
         .init();
     let matches = Cli::command().get_matches();

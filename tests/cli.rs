@@ -599,3 +599,55 @@ fn health_tells_running_from_stopped_and_never_run() {
     assert_eq!(stopped.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped"));
 }
+
+/// At the default level every request gets one line, with what was done and how it went but
+/// no bucket, key or address; and no colour codes when stderr is not a terminal.
+#[test]
+fn each_request_is_logged_once_without_names_or_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Command::new(BIN)
+        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HAVEN_RELAY_ACCESS_KEY", "LOGTESTKEY")
+        .env("HAVEN_RELAY_SECRET_KEY", "log-test-secret")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let endpoint = loop {
+        let line = lines.next().expect("relay printed its banner").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let body = dir.path().join("body.bin");
+    std::fs::write(&body, b"sealed").unwrap();
+    for args in [
+        vec!["s3", "mb", "s3://telltale-bucket"],
+        vec!["s3", "cp", body.to_str().unwrap(), "s3://telltale-bucket/telltale-key"],
+    ] {
+        let out = Command::new(aws_cli())
+            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", "LOGTESTKEY")
+            .env("AWS_SECRET_ACCESS_KEY", "log-test-secret")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let pid = relay.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = relay.wait_with_output().unwrap();
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(log.contains("op=PUT bucket status=200"), "{log}");
+    assert!(log.contains("op=PUT object status=200 bytes_in=6"), "{log}");
+    assert!(
+        !log.contains("telltale") && !log.contains("127.0.0.1"),
+        "names in the log:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal");
+}

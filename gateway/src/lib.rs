@@ -19,6 +19,7 @@ pub mod host;
 mod list;
 mod multipart;
 mod put;
+mod request_log;
 mod s3;
 pub mod server;
 

@@ -73,6 +73,8 @@ impl Frontend {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let op = crate::request_log::Operation::of(&method, &path, req.uri().query());
+        let bytes_in = content_length(req.headers());
         let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
         let response = if let Err(e) = self.hosts.check(host) {
             error_response(StatusCode::BAD_REQUEST, &e)
@@ -109,12 +111,17 @@ impl Frontend {
             }
             res
         };
-        let status = response.status();
-        if status.is_server_error() {
-            tracing::warn!(%method, status = status.as_u16(), "request failed");
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let bytes_out = content_length(response.headers());
+        // One line per request, with no key, bucket, address or node id: what was done to
+        // what kind of resource, how it went, how big and how long.
+        if response.status().is_server_error() {
+            tracing::warn!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request failed");
         } else {
-            tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+            tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request");
         }
+        tracing::debug!(%method, %path, status, "request target");
         response
     }
 }
@@ -158,6 +165,16 @@ pub async fn serve_http(
 }
 
 /// An S3 error document for a request refused before s3s sees it.
+/// The body size a message announces, if it announces one (aws-chunked uploads announce the
+/// payload's own size separately).
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| headers.get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 fn error_response(status: StatusCode, e: &s3s::S3Error) -> Response<Body> {
     let message = e.message().unwrap_or_default();
     let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
