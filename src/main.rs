@@ -378,7 +378,7 @@ async fn doctor(data_dir: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<(
 
 async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
     let (mut config, _) = resolve_run(data_dir, &args)?;
-    if let Some(link) = &args.link {
+    if let Some(link) = args.link.as_deref().filter(|l| !l.trim().is_empty()) {
         let link: CircleLink = link.parse().context("--link")?;
         circle::join(&config.data_dir, &link)?;
     }

@@ -155,7 +155,8 @@ impl TunnelArgs {
 #[derive(Args)]
 pub struct RunArgs {
     /// The circle link from the app (`haven-relay://circle#…`); remembered for later runs.
-    #[arg(long)]
+    /// Empty means none (so a container can pass an unset variable).
+    #[arg(long, env = "HAVEN_RELAY_LINK")]
     pub link: Option<String>,
     /// Serve the S3 API over plain HTTP (SigV4 required).
     #[arg(long)]

@@ -96,13 +96,25 @@ fn credentials_print_what_run_uses() {
 #[test]
 fn run_without_a_transport_explains_itself() {
     let dir = tempfile::tempdir().unwrap();
+    // An empty HAVEN_RELAY_LINK (a container's unset variable) is no link, not a bad one.
     let out = Command::new(BIN)
         .args(["run", "--data-dir"])
         .arg(dir.path())
+        .env("HAVEN_RELAY_LINK", "")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--s3"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--s3") && !said.contains("link:"), "{said}");
+    // A set one is the circle link, as --link would be.
+    let out = Command::new(BIN)
+        .args(["run", "--data-dir"])
+        .arg(dir.path())
+        .env("HAVEN_RELAY_LINK", "haven-relay://circle#garbage")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--link"));
 }
 
 #[test]

@@ -19,4 +19,7 @@ fi
 export HAVEN_RELAY_RESTIC="$(command -v restic)"
 export HAVEN_RELAY_AWS_CLI="$TOOLS/venv/bin/aws"
 export HAVEN_RELAY_RCLONE="$TOOLS/venv/bin/rclone"
-exec cargo test --workspace --locked
+cargo test --workspace --locked
+# What an operator runs: the installer, units, compose file and release workflow, against the
+# binary the tests above built.
+bash tests/install/run.sh
