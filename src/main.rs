@@ -30,7 +30,8 @@ macro_rules! say {
     about = "An always-on S3 relay for a private circle of friends"
 )]
 struct Cli {
-    /// Where the relay keeps its store, credentials and identity.
+    /// The data dir (default ~/.haven-relay): the relay's store, credentials and identity;
+    /// for `connect`, `send`, `inbox` and `pipe`, this node's identity.
     #[arg(long, global = true, env = "HAVEN_RELAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -148,9 +149,18 @@ enum ConfigAction {
 
 #[derive(Subcommand)]
 enum MembersAction {
+    /// Print every member's node id, one per line.
     List,
-    Add { node_id: EndpointId },
-    Remove { node_id: EndpointId },
+    /// Let a node in (a running relay admits it within a second).
+    Add {
+        /// The node id to admit, as `haven-relay id` prints it on that machine.
+        node_id: EndpointId,
+    },
+    /// Shut a node out; its open connections are cut within a second.
+    Remove {
+        /// The node id to remove.
+        node_id: EndpointId,
+    },
 }
 
 #[derive(Args)]
@@ -428,9 +438,9 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
         circle::save_relay_link(&config.data_dir, &link)?;
         say!("  node id:      {}", endpoint.id());
         say!(
-            "  circle:       {} ({} members)",
+            "  circle:       {} ({})",
             circle.circle,
-            tunnel::members::load(&config.data_dir)?.len()
+            members_count(tunnel::members::load(&config.data_dir)?.len())
         );
         say!("  relay link:   {link}");
         say!("{}", qr(&link.to_string()));
@@ -438,7 +448,6 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
     }
     say!("Press Ctrl-C to stop.");
     shutdown_signal().await;
-    tracing::info!("stopping: finishing in-flight requests");
     relay.shutdown().await;
     Ok(())
 }
@@ -508,6 +517,10 @@ fn members(data_dir: &Path, action: MembersAction) -> anyhow::Result<()> {
     let mut all = tunnel::members::load(data_dir)?;
     match action {
         MembersAction::List => {
+            if all.is_empty() {
+                // On stderr, so that `members list | wc -l` still counts members.
+                eprintln!("no members yet: `haven-relay run --link …` joins the app's circle");
+            }
             for member in &all {
                 say!("{member}");
             }
@@ -525,8 +538,8 @@ fn members(data_dir: &Path, action: MembersAction) -> anyhow::Result<()> {
     }
     tunnel::members::save(data_dir, &all)?;
     say!(
-        "{} members; a running relay picks the change up within a second",
-        all.len()
+        "{}; a running relay picks the change up within a second",
+        members_count(all.len())
     );
     Ok(())
 }
@@ -560,7 +573,10 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     say!("Press Ctrl-C to stop.");
+    let endpoint = client.endpoint().clone();
     tunnel::forward::forward(listener, Arc::new(client), shutdown_signal()).await;
+    // Closed, not dropped: the relay hears the goodbye, and iroh logs no error.
+    endpoint.close().await;
     Ok(())
 }
 
@@ -576,7 +592,27 @@ fn qr(text: &str) -> String {
     }
 }
 
+fn members_count(n: usize) -> String {
+    if n == 1 {
+        "1 member".into()
+    } else {
+        format!("{n} members")
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM. From then on a second one exits at once, without waiting for
+/// requests in flight (and says so).
 async fn shutdown_signal() {
+    first_signal().await;
+    eprintln!("stopping: finishing requests in flight (press Ctrl-C again to stop at once)");
+    tokio::spawn(async {
+        first_signal().await;
+        eprintln!("stopped at once");
+        std::process::exit(130);
+    });
+}
+
+async fn first_signal() {
     #[cfg(unix)]
     {
         let mut term =

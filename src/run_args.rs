@@ -30,11 +30,11 @@ pub struct StorageArgs {
     /// The rclone binary (default: rclone on PATH).
     #[arg(long, env = "HAVEN_RELAY_RCLONE_BIN")]
     pub rclone_bin: Option<PathBuf>,
-    /// When a write to several backends is acknowledged: `all` (every healthy one) or
-    /// `quorum:N` (at least N).
+    /// When a write to several backends is acknowledged: `all` (every healthy one, the
+    /// default) or `quorum:N` (at least N).
     #[arg(long)]
     pub ack: Option<AckPolicy>,
-    /// Seconds one attempt of a remote backend operation may take.
+    /// Seconds one attempt of a remote backend operation may take (default 30).
     #[arg(long)]
     pub backend_timeout: Option<u64>,
     /// Adopt backends that belong to another relay (one whose data dir is gone for good) and
@@ -161,7 +161,7 @@ pub struct RunArgs {
     /// Serve the S3 API over plain HTTP (SigV4 required).
     #[arg(long)]
     s3: bool,
-    /// Address of the HTTP S3 endpoint (implies --s3).
+    /// Address of the HTTP S3 endpoint (implies --s3; --s3 alone means 127.0.0.1:8333).
     #[arg(long, env = "HAVEN_RELAY_S3_ADDR")]
     s3_addr: Option<SocketAddr>,
     /// Port of the HTTP S3 endpoint on 127.0.0.1 (implies --s3).
@@ -177,7 +177,7 @@ pub struct RunArgs {
     /// Unfinished multipart uploads older than this many days are aborted (default 7).
     #[arg(long, env = "HAVEN_RELAY_INCOMPLETE_UPLOAD_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
     pub incomplete_upload_days: Option<u64>,
-    /// Largest object accepted, in bytes.
+    /// Largest object accepted, in bytes (default 5 GiB).
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<u64>,
     /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.

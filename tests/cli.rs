@@ -663,3 +663,50 @@ fn each_request_is_logged_once_without_names_or_colour() {
     );
     assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal");
 }
+
+/// The first Ctrl-C (or SIGTERM) lets requests in flight finish and says a second one stops
+/// at once; the second one does.
+#[test]
+fn a_second_signal_stops_at_once() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Command::new(BIN)
+        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let endpoint = loop {
+        let line = lines.next().expect("relay printed its banner").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // A request whose headers never finish keeps a connection busy.
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut upload = std::net::TcpStream::connect(addr).unwrap();
+    write!(upload, "PUT /b/k HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = relay.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        relay.try_wait().unwrap().is_none(),
+        "the first signal waits for the upload"
+    );
+    let second = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = relay.wait().unwrap();
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(5),
+        "the second signal took {:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut relay.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("again to stop at once"), "{said}");
+    drop(upload);
+}
