@@ -189,13 +189,10 @@ async fn start_tunnel(
 ) -> anyhow::Result<tunnel::TunnelServer> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let alpns = tunnel::alpns;
-    let remembered = tunnel::EndpointOptions {
-        bind: tunnel_port::choose(data_dir, settings.bind),
-        ..settings.clone()
-    };
+    let remembered = tunnel_port::choose(data_dir, settings);
     let endpoint = match tunnel::endpoint::bind(secret.clone(), &remembered, alpns()).await {
-        // The remembered port may be taken now; any port beats not starting.
-        Err(_) if remembered.bind != settings.bind => tunnel::endpoint::bind(secret, settings, alpns()).await?,
+        // A remembered port may be taken now; any port beats not starting.
+        Err(_) if &remembered != settings => tunnel::endpoint::bind(secret, settings, alpns()).await?,
         other => other?,
     };
     tunnel_port::remember(data_dir, &endpoint);

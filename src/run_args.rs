@@ -147,6 +147,7 @@ impl TunnelArgs {
         Ok(tunnel::EndpointOptions {
             relay,
             bind: self.iroh_addr.or(file.iroh_addr),
+            bind_also: None,
             relay_ca,
         })
     }

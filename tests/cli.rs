@@ -3,7 +3,6 @@
 
 mod binary;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
@@ -11,6 +10,36 @@ const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
 fn aws_cli() -> String {
     std::env::var("HAVEN_RELAY_AWS_CLI")
         .expect("HAVEN_RELAY_AWS_CLI is not set: run the tests with `bash tests/run.sh`, which installs the aws CLI")
+}
+
+const ACCESS_KEY: &str = "CLITESTKEY";
+const SECRET_KEY: &str = "cli-test-secret";
+
+/// `haven-relay run` with HTTP S3 on a free port and the test keys, and its endpoint. With
+/// `log`, stderr is kept for the test to read (after the relay exits); otherwise discarded.
+fn http_relay(dir: &std::path::Path, log: bool) -> (std::process::Child, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
+        .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
+        .env_remove("RUST_LOG")
+        .stderr(if log { Stdio::piped() } else { Stdio::null() });
+    binary::spawn_until(command, "S3 endpoint:")
+}
+
+/// The aws CLI against `endpoint` with the test keys and no user configuration.
+fn aws_at(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(aws_cli())
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -120,32 +149,9 @@ fn run_without_a_transport_explains_itself() {
 #[test]
 fn aws_cli_round_trip_against_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = Command::new(BIN)
-        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("HAVEN_RELAY_ACCESS_KEY", "CLITESTKEY")
-        .env("HAVEN_RELAY_SECRET_KEY", "cli-test-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let endpoint = loop {
-        let line = lines.next().expect("relay printed its banner").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let (mut relay, endpoint) = http_relay(dir.path(), false);
     let aws = |args: &[&str]| {
-        let out = Command::new(aws_cli())
-            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "CLITESTKEY")
-            .env("AWS_SECRET_ACCESS_KEY", "cli-test-secret")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .unwrap();
+        let out = aws_at(&endpoint, args);
         assert!(
             out.status.success(),
             "aws {args:?}: {}",
@@ -181,15 +187,7 @@ fn aws_cli_round_trip_against_the_binary() {
 
     // Errors carry AWS's message, so the CLI prints more than "Unknown".
     let failed = |args: &[&str]| {
-        let out = Command::new(aws_cli())
-            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "CLITESTKEY")
-            .env("AWS_SECRET_ACCESS_KEY", "cli-test-secret")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .unwrap();
+        let out = aws_at(&endpoint, args);
         assert!(!out.status.success(), "aws {args:?} succeeded");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -617,38 +615,14 @@ fn health_tells_running_from_stopped_and_never_run() {
 #[test]
 fn each_request_is_logged_once_without_names_or_colour() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = Command::new(BIN)
-        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("HAVEN_RELAY_ACCESS_KEY", "LOGTESTKEY")
-        .env("HAVEN_RELAY_SECRET_KEY", "log-test-secret")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let endpoint = loop {
-        let line = lines.next().expect("relay printed its banner").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let (relay, endpoint) = http_relay(dir.path(), true);
     let body = dir.path().join("body.bin");
     std::fs::write(&body, b"sealed").unwrap();
     for args in [
         vec!["s3", "mb", "s3://telltale-bucket"],
         vec!["s3", "cp", body.to_str().unwrap(), "s3://telltale-bucket/telltale-key"],
     ] {
-        let out = Command::new(aws_cli())
-            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
-            .args(&args)
-            .env("AWS_ACCESS_KEY_ID", "LOGTESTKEY")
-            .env("AWS_SECRET_ACCESS_KEY", "log-test-secret")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .unwrap();
+        let out = aws_at(&endpoint, &args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let pid = relay.id().to_string();
@@ -670,20 +644,7 @@ fn each_request_is_logged_once_without_names_or_colour() {
 fn a_second_signal_stops_at_once() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = Command::new(BIN)
-        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
-    let endpoint = loop {
-        let line = lines.next().expect("relay printed its banner").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("S3 endpoint:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let (mut relay, endpoint) = http_relay(dir.path(), true);
     // A request whose headers never finish keeps a connection busy.
     let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut upload = std::net::TcpStream::connect(addr).unwrap();
@@ -709,4 +670,28 @@ fn a_second_signal_stops_at_once() {
     std::io::Read::read_to_string(&mut relay.stderr.take().unwrap(), &mut said).unwrap();
     assert!(said.contains("again to stop at once"), "{said}");
     drop(upload);
+}
+
+/// With no iroh relay and no `--iroh-addr`, the ports are still kept across restarts, so the
+/// relay link (which then carries the direct addresses) a user saved keeps working.
+#[test]
+fn the_relay_link_survives_a_restart_without_a_pinned_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = binary::node_id(tempfile::tempdir().unwrap().path());
+    let circle = binary::circle_link(11, &[&member]);
+    let run = |link: Option<&str>| {
+        let mut command = binary::haven(&["run", "--iroh-relay", "disabled", "--data-dir"]);
+        command.arg(dir.path());
+        if let Some(link) = link {
+            command.args(["--link", link]);
+        }
+        binary::spawn_until(command, "relay link:")
+    };
+    let (mut first, before) = run(Some(&circle));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, after) = run(None);
+    assert_eq!(after, before, "the same link after a restart");
+    second.kill().unwrap();
+    second.wait().unwrap();
 }

@@ -22,6 +22,7 @@ async fn loopback_endpoint(key: SecretKey) -> Endpoint {
     let options = EndpointOptions {
         relay: RelayChoice::Disabled,
         bind: Some("127.0.0.1:0".parse().unwrap()),
+        bind_also: None,
         relay_ca: Vec::new(),
     };
     tunnel::endpoint::bind(key, &options, Vec::new()).await.unwrap()

@@ -176,6 +176,7 @@ async fn traffic_forced_through_a_local_iroh_relay_server() {
     relay_config.tunnel = Some(EndpointOptions {
         relay: RelayChoice::Custom(url.clone()),
         bind: loopback(),
+        bind_also: None,
         relay_ca: certs.clone(),
     });
     let r = TestRelay::on(dir, relay_config).await;

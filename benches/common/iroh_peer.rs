@@ -28,6 +28,7 @@ pub fn loopback_options() -> EndpointOptions {
     EndpointOptions {
         relay: RelayChoice::Disabled,
         bind: Some("127.0.0.1:0".parse().expect("an address")),
+        bind_also: None,
         relay_ca: Vec::new(),
     }
 }

@@ -37,6 +37,23 @@ where
     Ok(started.elapsed())
 }
 
+/// `[--rounds N] [--write PATH]`, the options the tunnel, mailbox and switchboard benches take
+/// (and `--bench`, which cargo passes).
+#[allow(dead_code)]
+pub fn rounds_and_output(default_rounds: usize) -> Result<(usize, Option<std::path::PathBuf>), Error> {
+    let (mut rounds, mut write) = (default_rounds, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rounds" => rounds = args.next().ok_or("--rounds needs a value")?.parse()?,
+            "--write" => write = Some(args.next().ok_or("--write needs a value")?.into()),
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok((rounds, write))
+}
+
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {

@@ -53,17 +53,7 @@ struct Round {
 }
 
 fn main() -> Result<(), Error> {
-    let mut rounds = 3;
-    let mut write: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--rounds" => rounds = args.next().ok_or("--rounds needs a value")?.parse()?,
-            "--write" => write = Some(args.next().ok_or("--write needs a value")?.into()),
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
+    let (rounds, write) = common::rounds_and_output(3)?;
     tokio::runtime::Runtime::new()?.block_on(run(rounds, write))
 }
 
@@ -71,6 +61,7 @@ fn direct_only() -> EndpointOptions {
     EndpointOptions {
         relay: RelayChoice::Disabled,
         bind: Some("127.0.0.1:0".parse().expect("address")),
+        bind_also: None,
         relay_ca: Vec::new(),
     }
 }

@@ -63,17 +63,7 @@ fn per_gib(before: [Duration; 3], after: [Duration; 3], bytes: usize) -> [f64; 3
 
 fn main() -> Result<(), Error> {
     iroh_peer::run_if_peer();
-    let mut rounds = 5;
-    let mut write: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--rounds" => rounds = args.next().ok_or("--rounds needs a value")?.parse()?,
-            "--write" => write = Some(args.next().ok_or("--write needs a value")?.into()),
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
+    let (rounds, write) = common::rounds_and_output(5)?;
     tokio::runtime::Runtime::new()?.block_on(run(rounds, write))
 }
 

@@ -37,6 +37,7 @@ pub fn direct_only() -> EndpointOptions {
     EndpointOptions {
         relay: RelayChoice::Disabled,
         bind: loopback(),
+        bind_also: None,
         relay_ca: Vec::new(),
     }
 }

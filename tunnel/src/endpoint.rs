@@ -58,11 +58,14 @@ impl FromStr for RelayChoice {
 }
 
 /// Everything about how an endpoint reaches the network, from flags or the config file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointOptions {
     pub relay: RelayChoice,
     /// UDP address to bind; `None` lets iroh pick (all interfaces, random ports).
     pub bind: Option<SocketAddr>,
+    /// A second address, of the other family, bound beside `bind` (the relay keeps both of
+    /// its ports across restarts so its link stays valid); `None`: iroh's default for it.
+    pub bind_also: Option<SocketAddr>,
     /// Extra trusted roots for a self-hosted iroh relay with a private certificate.
     pub relay_ca: Vec<CertificateDer<'static>>,
 }
@@ -72,6 +75,7 @@ impl Default for EndpointOptions {
         Self {
             relay: RelayChoice::Default,
             bind: None,
+            bind_also: None,
             relay_ca: Vec::new(),
         }
     }
@@ -114,7 +118,10 @@ pub async fn bind(
     if !options.relay_ca.is_empty() {
         builder = builder.ca_tls_config(CaTlsConfig::default().with_extra_roots(options.relay_ca.iter().cloned()));
     }
-    if let Some(addr) = options.bind {
+    let other_family = options
+        .bind_also
+        .filter(|also| options.bind.is_none_or(|addr| addr.is_ipv4() != also.is_ipv4()));
+    for addr in options.bind.into_iter().chain(other_family) {
         builder = builder
             .bind_addr(addr)
             .map_err(|e| TunnelError::Config(format!("cannot bind the tunnel to {addr}: {e}")))?;
