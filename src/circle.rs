@@ -24,14 +24,40 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<CircleLink>> {
     }
 }
 
-/// Remembers `link` and admits its members (members added by hand stay).
-pub fn join(data_dir: &Path, link: &CircleLink) -> anyhow::Result<()> {
+/// Remembers `link` and admits its members (members added by hand stay). The returned
+/// [`Joined`] takes it back if the relay then fails to start, so that a `run --link` that
+/// failed has not joined anything.
+pub fn join(data_dir: &Path, link: &CircleLink) -> anyhow::Result<Joined> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    write(&data_dir.join(CIRCLE_FILE), &link.to_string())?;
+    let circle_file = data_dir.join(CIRCLE_FILE);
+    let members_file = members::path(data_dir);
+    let before = Joined {
+        circle: (circle_file.clone(), std::fs::read(&circle_file).ok()),
+        members: (members_file.clone(), std::fs::read(&members_file).ok()),
+    };
+    write(&circle_file, &link.to_string())?;
     let mut all = members::load(data_dir)?;
     all.extend(link.members.iter().copied());
     members::save(data_dir, &all)?;
-    Ok(())
+    Ok(before)
+}
+
+/// What the circle and members files held before a [`join`].
+pub struct Joined {
+    circle: (std::path::PathBuf, Option<Vec<u8>>),
+    members: (std::path::PathBuf, Option<Vec<u8>>),
+}
+
+impl Joined {
+    /// Puts both files back as they were (absent if they were).
+    pub fn undo(self) {
+        for (file, before) in [self.circle, self.members] {
+            let _ = match before {
+                Some(bytes) => std::fs::write(&file, bytes),
+                None => std::fs::remove_file(&file),
+            };
+        }
+    }
 }
 
 /// Remembers the link printed at the last start, for `haven-relay link`.

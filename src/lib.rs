@@ -46,7 +46,8 @@ pub struct Relay {
 struct HttpListener {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    server: JoinHandle<()>,
+    /// Resolves to whether every request finished within the grace period.
+    server: JoinHandle<bool>,
 }
 
 impl Relay {
@@ -140,7 +141,9 @@ impl Relay {
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by [`SHUTDOWN_GRACE`]).
-    pub async fn shutdown(self) {
+    /// `false` if some were cut off when the grace period ended.
+    pub async fn shutdown(self) -> bool {
+        let mut finished = true;
         if let Some(expiry) = self.upload_expiry {
             expiry.abort();
         }
@@ -149,10 +152,10 @@ impl Relay {
         }
         if let Some(http) = self.http {
             let _ = http.stop.send(());
-            let _ = http.server.await;
+            finished &= http.server.await.unwrap_or(false);
         }
         if let Some(tunnel) = self.tunnel {
-            tunnel.shutdown(SHUTDOWN_GRACE).await;
+            finished &= tunnel.shutdown(SHUTDOWN_GRACE).await;
         }
         // Delivered messages' payloads still being deleted; what is left, the next start does.
         if let Some(mailbox) = self.mailbox {
@@ -160,6 +163,7 @@ impl Relay {
         }
         self.heartbeat.abort();
         health::mark_stopped(&self.data_dir);
+        finished
     }
 }
 

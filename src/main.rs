@@ -388,9 +388,10 @@ async fn doctor(data_dir: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<(
 
 async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
     let (mut config, _) = resolve_run(data_dir, &args)?;
+    let mut joined = None;
     if let Some(link) = args.link.as_deref().filter(|l| !l.trim().is_empty()) {
         let link: CircleLink = link.parse().context("--link")?;
-        circle::join(&config.data_dir, &link)?;
+        joined = Some(circle::join(&config.data_dir, &link)?);
     }
     let circle = circle::load(&config.data_dir)?;
     if circle.is_none() {
@@ -402,8 +403,20 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
              and/or --s3 for the plain-HTTP S3 endpoint"
         );
     }
-    let creds = args.keys.resolve(&config.data_dir)?;
-    let relay = Relay::start(&config, &creds).await?;
+    let started = match args.keys.resolve(&config.data_dir) {
+        Ok(creds) => Relay::start(&config, &creds).await,
+        Err(e) => Err(e),
+    };
+    let relay = match started {
+        Ok(relay) => relay,
+        Err(e) => {
+            // A `run --link` that fails has not joined the circle.
+            if let Some(joined) = joined {
+                joined.undo();
+            }
+            return Err(e);
+        }
+    };
     say!("haven-relay {} is running", env!("CARGO_PKG_VERSION"));
     if config.no_storage {
         say!("  data:         none (--no-storage: S3 requests and mailbox posts are refused)");
@@ -448,7 +461,11 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
     }
     say!("Press Ctrl-C to stop.");
     shutdown_signal().await;
-    relay.shutdown().await;
+    anyhow::ensure!(
+        relay.shutdown().await,
+        "requests still in flight after {} s were cut off",
+        haven_relay::SHUTDOWN_GRACE.as_secs()
+    );
     Ok(())
 }
 

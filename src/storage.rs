@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backends::mirror::{Mirror, MirrorStore};
+use backends::spec::BackendSpec;
 use backends::{Store, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -97,28 +98,14 @@ pub async fn doctor(config: &RelayConfig) -> anyhow::Result<Vec<DoctorReport>> {
     for spec in &config.storage.backends {
         let label = spec.label();
         let pending_repairs = pending.iter().find(|(l, _)| *l == label).map(|(_, n)| *n);
-        // A backend that cannot even start (bad keys, missing remote) is reported, not fatal.
-        let mirror = match backends::spec::connect(spec, &config.storage.connect).await {
-            Ok(mirror) => mirror,
-            Err(e) => {
-                reports.push(DoctorReport {
-                    label,
-                    round_trip: Err(e.to_string()),
-                    stored: None,
-                    pending_repairs,
-                });
-                continue;
-            }
-        };
-        let round_trip = round_trip(&mirror).await.map_err(|e| e.to_string());
-        let stored = match &round_trip {
-            Ok(_) => mirror
-                .blobs()
-                .list("blobs/")
-                .await
-                .ok()
-                .map(|all| (all.len() as u64, all.iter().map(|b| b.size).sum())),
-            Err(_) => None,
+        // Each backend gets one bound for everything: a server that accepts connections and
+        // never answers must not hold the doctor for minutes of retries.
+        let connect = &config.storage.connect;
+        let bound = connect.timeout * (connect.retries as u32 + 1);
+        let checked = tokio::time::timeout(bound, check(spec, config)).await;
+        let (round_trip, stored) = match checked {
+            Ok(result) => result,
+            Err(_) => (Err(format!("no answer in {} s", bound.as_secs())), None),
         };
         reports.push(DoctorReport {
             label,
@@ -128,6 +115,50 @@ pub async fn doctor(config: &RelayConfig) -> anyhow::Result<Vec<DoctorReport>> {
         });
     }
     Ok(reports)
+}
+
+/// One backend's round trip and what it holds. A backend that cannot even start (bad keys,
+/// missing remote) is reported, not fatal.
+async fn check(spec: &BackendSpec, config: &RelayConfig) -> (Result<Duration, String>, Option<(u64, u64)>) {
+    let mirror = match backends::spec::connect(spec, &config.storage.connect).await {
+        Ok(mirror) => mirror,
+        Err(e) => return (Err(plain_reason(&e.to_string())), None),
+    };
+    let round_trip = round_trip(&mirror).await.map_err(|e| plain_reason(&e.to_string()));
+    let stored = match &round_trip {
+        Ok(_) => mirror
+            .blobs()
+            .list("blobs/")
+            .await
+            .ok()
+            .map(|all| (all.len() as u64, all.iter().map(|b| b.size).sum())),
+        Err(_) => None,
+    };
+    (round_trip, stored)
+}
+
+/// The cause a person can act on, for the errors everyone meets; anything else as it came,
+/// on one line.
+pub fn plain_reason(error: &str) -> String {
+    let lower = error.to_lowercase();
+    let known = [
+        (
+            "connection refused",
+            "connection refused (nothing listens on that address and port)",
+        ),
+        ("dns error", "host not found"),
+        ("failed to lookup address", "host not found"),
+        ("certificate", "TLS certificate not accepted"),
+        ("invalidaccesskeyid", "access key not accepted"),
+        ("signaturedoesnotmatch", "secret key not accepted"),
+        ("accessdenied", "access denied"),
+        ("nosuchbucket", "no such bucket"),
+        ("timed out", "timed out"),
+    ];
+    match known.iter().find(|(needle, _)| lower.contains(needle)) {
+        Some((_, plain)) => (*plain).to_owned(),
+        None => error.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 async fn round_trip(mirror: &Mirror) -> Result<Duration, StoreError> {

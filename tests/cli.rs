@@ -414,7 +414,10 @@ fn doctor_reports_every_backend_and_never_prints_secrets() {
         section("rclone:friends:haven").contains("reachable:        yes"),
         "{stdout}"
     );
-    assert!(section("s3://bucket@").contains("reachable:        NO"), "{stdout}");
+    assert!(
+        section("s3://bucket@").contains("reachable:        NO: connection refused"),
+        "{stdout}"
+    );
     assert!(section("fs:").contains("pending repairs:  0"), "{stdout}");
     assert!(stdout.contains("rclone: rclone v"), "{stdout}");
     assert!(disk.join("haven").is_dir(), "the rclone folder was created");
@@ -694,4 +697,82 @@ fn the_relay_link_survives_a_restart_without_a_pinned_address() {
     assert_eq!(after, before, "the same link after a restart");
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+/// A backend that accepts connections and never answers is reported within the backend
+/// timeout, not after minutes of retries.
+#[test]
+fn doctor_gives_up_on_a_backend_that_never_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args(["doctor", "--backend-timeout", "2", "--data-dir"])
+        .arg(dir.path())
+        .arg("--backend")
+        .arg(format!("s3://bucket?endpoint=http://{addr}"))
+        .env("AWS_ACCESS_KEY_ID", "DOCTORKEYID")
+        .env("AWS_SECRET_ACCESS_KEY", "doctor-secret")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    // One attempt may take the 2 s timeout, and there are 3 retries.
+    assert!(stdout.contains("reachable:        NO: no answer in 8 s"), "{stdout}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
+
+/// Requests cut off by the grace period make a non-zero exit, so a supervisor (or a person)
+/// knows the stop was not clean.
+#[test]
+fn a_stop_that_cuts_requests_off_exits_non_zero() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut relay, endpoint) = http_relay(dir.path(), true);
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+    write!(stuck, "PUT /b/k HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = relay.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = relay.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "cut off after the grace period");
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut relay.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("were cut off"), "{said}");
+    drop(stuck);
+}
+
+/// A `run --link` that fails to start (here: its S3 port is taken) has not joined the circle.
+#[test]
+fn a_run_that_fails_to_start_joins_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let member = binary::node_id(tempfile::tempdir().unwrap().path());
+    let circle = binary::circle_link(12, &[&member]);
+    let out = Command::new(BIN)
+        .args(["run", "--s3-addr", &port, "--link", &circle, "--data-dir"])
+        .arg(dir.path())
+        .args(binary::TUNNEL)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the S3 port was taken");
+    assert!(!dir.path().join("circle-link").exists(), "the circle was remembered");
+    assert!(!dir.path().join("members.json").exists(), "members were admitted");
+    let listed = Command::new(BIN)
+        .args(["members", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(listed.stdout.is_empty());
 }

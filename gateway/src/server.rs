@@ -127,13 +127,13 @@ impl Frontend {
 }
 
 /// Serves `frontend` over plain HTTP/1.1 until `shutdown` resolves, then stops accepting and
-/// gives in-flight requests up to `grace` to finish.
+/// gives in-flight requests up to `grace` to finish; `false` if some did not.
 pub async fn serve_http(
     listener: TcpListener,
     frontend: Frontend,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) {
+) -> bool {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -159,9 +159,11 @@ pub async fn serve_http(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    let finished = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    if !finished {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+    finished
 }
 
 /// An S3 error document for a request refused before s3s sees it.

@@ -92,12 +92,16 @@ impl TunnelServer {
     }
 
     /// Stops accepting, gives in-flight requests up to `grace`, then closes the endpoint.
-    pub async fn shutdown(self, grace: Duration) {
+    /// `false` if some were still running when the grace period ended.
+    pub async fn shutdown(self, grace: Duration) -> bool {
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut finished = true;
         for task in self.tasks {
-            let _ = tokio::time::timeout(grace, task).await;
+            finished &= tokio::time::timeout_at(deadline, task).await.is_ok();
         }
         self.endpoint.close().await;
+        finished
     }
 }
 

@@ -108,7 +108,17 @@ impl S3Blobs {
 fn to_store_error(e: opendal::Error) -> StoreError {
     match e.kind() {
         opendal::ErrorKind::NotFound => StoreError::NoSuchKey,
-        _ => StoreError::Unavailable(e.to_string()),
+        // With its causes: "error sending request" alone hides "connection refused".
+        _ => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            StoreError::Unavailable(text)
+        }
     }
 }
 
