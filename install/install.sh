@@ -232,19 +232,24 @@ fetch_binary() {
 install_binary() {
 	_src="$(fetch_binary)" || exit 1
 	ensure mkdir -p "$_bin_dir"
-	# Copy beside the old binary, then rename over it: a running relay keeps its old file, and
-	# an interrupted copy never leaves half a binary under the real name.
+	# Copy beside the old binary, check that the copy runs here, then rename over the old one:
+	# a running relay keeps its old file, an interrupted copy never leaves half a binary under
+	# the real name, and a build that does not run here never replaces one that does.
 	_part="$_bin_dir/.haven-relay.part.$$"
-	if ! cp "$_src" "$_part" || ! chmod 755 "$_part" || ! mv -f "$_part" "$_bin_dir/haven-relay"; then
+	if ! cp "$_src" "$_part" || ! chmod 755 "$_part"; then
 		rm -f "$_part"
 		err "cannot install into $_bin_dir (is it writable? choose another with --bin-dir)"
 	fi
-	_bin="$_bin_dir/haven-relay"
-	if _installed="$("$_bin" --version 2>/dev/null)"; then
-		say "installed $_installed to $_bin"
-	else
-		err "installed $_bin, but it does not run on this machine (wrong build for this CPU?)"
+	if ! _installed="$("$_part" --version 2>/dev/null)"; then
+		rm -f "$_part"
+		err "the new haven-relay does not run on this machine (wrong build for this CPU?); nothing was replaced"
 	fi
+	_bin="$_bin_dir/haven-relay"
+	if ! mv -f "$_part" "$_bin"; then
+		rm -f "$_part"
+		err "cannot install into $_bin_dir (is it writable? choose another with --bin-dir)"
+	fi
+	say "installed $_installed to $_bin"
 	case ":$PATH:" in
 	*":$_bin_dir:"*) ;;
 	*) warn "$_bin_dir is not on your PATH; add it with: export PATH=\"$_bin_dir:\$PATH\" (in ~/.profile)" ;;

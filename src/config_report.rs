@@ -66,18 +66,17 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
         Row {
             key: "s3_addr",
             value: config.s3_addr.map_or("off".into(), |a| a.to_string()),
-            source: [
-                src("s3_addr", file.s3_addr.is_some()),
+            // --s3-port wins; then --s3-addr or its variable; then relay.json; then `--s3`
+            // alone, which picks the default address.
+            source: match (
                 src("s3_port", false),
+                src("s3_addr", file.s3_addr.is_some()),
                 src("s3", false),
-            ]
-            .into_iter()
-            .find(|s| *s != Source::Default && *s != Source::File)
-            .unwrap_or(if file.s3_addr.is_some() {
-                Source::File
-            } else {
-                Source::Default
-            }),
+            ) {
+                (Source::Flag, _, _) => Source::Flag,
+                (_, Source::Default, Source::Flag) => Source::Flag,
+                (_, addr, _) => addr,
+            },
         },
         Row {
             key: "s3_domains",
@@ -253,13 +252,13 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// What `config init` writes: every key commented out, with its default, so that
-/// uncommenting a line is all a change takes (relay.json accepts `//` comments and trailing
+/// What `config init` writes: every key commented out, with its default or an example, so
+/// that uncommenting a line is all a change takes (relay.json accepts `//` comments and trailing
 /// commas).
 pub const EXAMPLE: &str = r#"{
   // haven-relay's relay.json. Flags and HAVEN_RELAY_* variables win over what is here;
   // `haven-relay config show --config THIS_FILE` prints what is in effect and why.
-  // Uncomment a line to change a setting.
+  // Uncomment a line to change a setting; values are the defaults unless marked "example".
 
   // Where the relay keeps its store, credentials and identity.
   // "data_dir": "/home/you/.haven-relay",
@@ -284,7 +283,8 @@ pub const EXAMPLE: &str = r#"{
 
   // The iroh tunnel: "default" (n0's relays, works behind NAT), "disabled", or your own relay's URL.
   // "iroh_relay": "default",
-  // "iroh_addr": "0.0.0.0:0",
+  // UDP address for the tunnel (example; default: all interfaces, the ports of the last run).
+  // "iroh_addr": "0.0.0.0:4433",
 
   // The mailbox: messages held for members who are offline.
   // "mailbox": {
@@ -300,6 +300,7 @@ pub const EXAMPLE: &str = r#"{
   // The switchboard: pipes between members who cannot reach each other.
   // "switchboard": {
   //   "pipes_per_member": 16,
+  //   // Per member, all its pipes together (example; default: no limit).
   //   "bytes_per_second": 1048576,
   // },
 }

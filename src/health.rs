@@ -22,6 +22,8 @@ pub enum Unhealthy {
     Stopped(PathBuf),
     #[error("the relay's last heartbeat is {0} s old (stuck, or killed)")]
     Stale(u64),
+    #[error("the relay (process {0}) is gone: killed, or crashed")]
+    Gone(String),
     #[error("the heartbeat file is unreadable: {0}")]
     Unreadable(String),
 }
@@ -58,7 +60,12 @@ pub fn mark_stopped(data_dir: &Path) {
 
 /// Seconds since the running relay's last heartbeat, or why it is not healthy.
 pub fn check(data_dir: &Path) -> Result<u64, Unhealthy> {
-    let text = match std::fs::read_to_string(path(data_dir)) {
+    // A heartbeat is one short line; a bigger file (or a pipe) is not one, and is not read.
+    let file = path(data_dir);
+    if !std::fs::metadata(&file).is_ok_and(|m| m.is_file() && m.len() <= 128) && file.exists() {
+        return Err(Unhealthy::Unreadable("not a heartbeat file".into()));
+    }
+    let text = match std::fs::read_to_string(&file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Unhealthy::NeverRan(data_dir.to_owned()));
@@ -74,7 +81,18 @@ pub fn check(data_dir: &Path) -> Result<u64, Unhealthy> {
     match state {
         "stopped" => Err(Unhealthy::Stopped(data_dir.to_owned())),
         "running" => {
-            let age = now_secs().saturating_sub(at);
+            let now = now_secs();
+            // A heartbeat from the future (the clock stepped back) proves nothing.
+            if at > now + STALE_AFTER.as_secs() {
+                return Err(Unhealthy::Unreadable("its time is in the future".into()));
+            }
+            // Where processes can be looked up, a relay that died (kill -9, a crash) is
+            // noticed at once rather than when its heartbeat goes stale.
+            let pid = words.next().unwrap_or_default();
+            if Path::new("/proc/self").exists() && !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                return Err(Unhealthy::Gone(pid.to_owned()));
+            }
+            let age = now.saturating_sub(at);
             if age > STALE_AFTER.as_secs() {
                 Err(Unhealthy::Stale(age))
             } else {
@@ -93,9 +111,15 @@ mod tests {
     fn fresh_stale_stopped_missing_and_garbage_heartbeats() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(check(dir.path()), Err(Unhealthy::NeverRan(dir.path().to_owned())));
-        std::fs::write(path(dir.path()), format!("running {} 1\n", now_secs() - 2)).unwrap();
+        let me = std::process::id();
+        std::fs::write(path(dir.path()), format!("running {} {me}\n", now_secs() - 2)).unwrap();
         assert!(matches!(check(dir.path()), Ok(age) if age <= 3));
-        std::fs::write(path(dir.path()), format!("running {} 1\n", now_secs() - 60)).unwrap();
+        // A process that is gone, and a time in the future.
+        std::fs::write(path(dir.path()), format!("running {} 4000000000\n", now_secs())).unwrap();
+        assert!(matches!(check(dir.path()), Err(Unhealthy::Gone(_))));
+        std::fs::write(path(dir.path()), format!("running {} {me}\n", now_secs() + 3600)).unwrap();
+        assert!(matches!(check(dir.path()), Err(Unhealthy::Unreadable(_))));
+        std::fs::write(path(dir.path()), format!("running {} {me}\n", now_secs() - 60)).unwrap();
         assert!(matches!(check(dir.path()), Err(Unhealthy::Stale(age)) if age >= 60));
         mark_stopped(dir.path());
         assert_eq!(check(dir.path()), Err(Unhealthy::Stopped(dir.path().to_owned())));

@@ -4,6 +4,8 @@
 
 /// `text` with comments replaced by spaces and trailing commas (before `}` or `]`) by a space.
 pub fn strip(text: &str) -> String {
+    // Some editors start a UTF-8 file with a byte-order mark; JSON has no place for it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out: Vec<char> = text.chars().collect();
     let mut i = 0;
     let mut in_string = false;

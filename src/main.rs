@@ -235,7 +235,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Members { action } => members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
         Command::Doctor(args) => doctor(data_dir_arg, args).await,
-        Command::Send(args) => send(data_dir, args).await,
+        Command::Send(args) => send(data_dir.clone(), args)
+            .await
+            .map_err(|e| explain_refusal(e, &data_dir)),
         Command::Pipe(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;
             let options = args.tunnel.options(&ConfigFile::default())?;
@@ -255,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
                     0
                 }
                 Err(e) => {
-                    eprintln!("Error: {e:#}");
+                    eprintln!("Error: {:#}", explain_refusal(e, &data_dir));
                     1
                 }
             };
@@ -264,7 +266,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Inbox(args) => {
             let link: RelayLink = args.relay_link.parse().context("relay link")?;
             let options = args.tunnel.options(&ConfigFile::default())?;
-            let n = haven_relay::mail::inbox(&data_dir, &link, &options, args.out.as_deref(), args.follow).await?;
+            let n = haven_relay::mail::inbox(&data_dir, &link, &options, args.out.as_deref(), args.follow)
+                .await
+                .map_err(|e| explain_refusal(e, &data_dir))?;
             eprintln!("{n} message(s) received");
             Ok(())
         }
@@ -274,13 +278,23 @@ async fn main() -> anyhow::Result<()> {
 async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
     let link: RelayLink = args.relay_link.parse().context("relay link")?;
     let options = args.tunnel.options(&ConfigFile::default())?;
-    let payload = if args.file == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
-        buf
+    // Never more than a message can be: `send /dev/zero` must not fill the memory.
+    let most = mailbox::frame::MAX_PAYLOAD;
+    let mut payload = Vec::new();
+    let read = if args.file == Path::new("-") {
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), most + 1), &mut payload)
+            .context("reading stdin")
     } else {
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::File::open(&args.file)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, most + 1), &mut payload))
+            .with_context(|| format!("reading {}", args.file.display()))
     };
+    read?;
+    anyhow::ensure!(
+        payload.len() as u64 <= most,
+        "the message is larger than any relay takes ({} MiB); put big files in S3 and send a pointer",
+        most >> 20
+    );
     let id = match &args.id {
         Some(hex) => mailbox::MessageId::from_hex(hex).context("--id must be 32 hex digits")?,
         None => mailbox::MessageId::random(),
@@ -488,7 +502,15 @@ fn init_config(path: &Path, force: bool) -> anyhow::Result<()> {
         "{} exists; pass --force to replace it",
         path.display()
     );
-    std::fs::write(path, example).with_context(|| format!("writing {}", path.display()))?;
+    // Private from the start: it invites S3 keys (`s3_credentials`).
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, example.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     say!(
         "wrote {}; uncomment what you change, then: haven-relay run --config {}",
         path.display(),
@@ -570,14 +592,14 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let id = endpoint.id();
+    let closer = endpoint.clone();
     let client = match tunnel::TunnelClient::connect(endpoint, link.endpoint_addr()).await {
-        Err(tunnel::TunnelError::Refused(_)) => anyhow::bail!(
-            "the relay refused this node: it is not a member of the relay's circle.\n  \
-             this node's id:  {id}\n  to admit it, on the relay: haven-relay members add {id}\n  \
-             (or add the node to the circle in the app)"
-        ),
-        other => other?,
+        Ok(client) => client,
+        Err(e) => {
+            // Closed, not dropped: iroh logs an ERROR for an endpoint simply dropped.
+            closer.close().await;
+            return Err(explain_refusal(e.into(), &data_dir));
+        }
     };
     say!(
         "connected to relay {} in {} ms",
@@ -606,6 +628,28 @@ fn qr(text: &str) -> String {
             .light_color(qrcode::render::unicode::Dense1x2::Dark)
             .build(),
         Err(_) => String::from("(the link is too long for a QR code)"),
+    }
+}
+
+/// A refusal by the relay, said so that whoever runs the relay can act on it: this node's id
+/// and the command that admits it. Other errors pass unchanged.
+fn explain_refusal(e: anyhow::Error, data_dir: &Path) -> anyhow::Error {
+    let refused = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<tunnel::TunnelError>(),
+            Some(tunnel::TunnelError::Refused(_))
+        )
+    });
+    match tunnel::identity::load_or_create(data_dir) {
+        Ok(secret) if refused => {
+            let id = secret.public();
+            anyhow::anyhow!(
+                "the relay refused this node: it is not a member of the relay's circle.\n  \
+                 this node's id:  {id}\n  to admit it, on the relay: haven-relay members add {id}\n  \
+                 (or add the node to the circle in the app)"
+            )
+        }
+        _ => e,
     }
 }
 

@@ -45,17 +45,29 @@ impl SwitchboardArgs {
     }
 }
 
-async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<SwitchClient> {
+/// The switchboard client of the data dir's node: one that takes calls (`reachable`), or one
+/// that only places them and so leaves another process of the same node reachable.
+async fn client(
+    data_dir: &Path,
+    link: &RelayLink,
+    options: &EndpointOptions,
+    reachable: bool,
+) -> anyhow::Result<SwitchClient> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let endpoint = tunnel::endpoint::bind(secret, options, Vec::new()).await?;
-    Ok(SwitchClient::connect(endpoint, link.endpoint_addr()).await?)
+    let addr = link.endpoint_addr();
+    Ok(if reachable {
+        SwitchClient::connect(endpoint, addr).await?
+    } else {
+        SwitchClient::caller(endpoint, addr).await?
+    })
 }
 
 /// `pipe --to`: sends stdin until its end, half-closes, and prints what comes back until the
 /// far side closes. `Ok` only once the far side has ended cleanly, which `--accept` does only
 /// after it has written everything it received: every byte was delivered.
 pub async fn call(data_dir: &Path, link: &RelayLink, options: &EndpointOptions, to: EndpointId) -> anyhow::Result<u64> {
-    let client = client(data_dir, link, options).await?;
+    let client = client(data_dir, link, options, false).await?;
     let sent = async {
         let mut pipe = client.call(to).await.context("opening the pipe")?;
         join(&mut pipe, true).await
@@ -67,7 +79,7 @@ pub async fn call(data_dir: &Path, link: &RelayLink, options: &EndpointOptions, 
 
 /// `pipe --accept`: serves one caller, and returns when the pipe closes.
 pub async fn accept(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<EndpointId> {
-    let client = client(data_dir, link, options).await?;
+    let client = client(data_dir, link, options, true).await?;
     eprintln!("waiting for a call as {}", client.endpoint().id());
     let served = async {
         let call = client.next_call().await?;

@@ -165,8 +165,9 @@ pub struct RunArgs {
     /// Address of the HTTP S3 endpoint (implies --s3; --s3 alone means 127.0.0.1:8333).
     #[arg(long, env = "HAVEN_RELAY_S3_ADDR")]
     s3_addr: Option<SocketAddr>,
-    /// Port of the HTTP S3 endpoint on 127.0.0.1 (implies --s3).
-    #[arg(long, conflicts_with = "s3_addr")]
+    /// Port of the HTTP S3 endpoint on 127.0.0.1 (implies --s3; wins over --s3-addr and
+    /// HAVEN_RELAY_S3_ADDR).
+    #[arg(long)]
     s3_port: Option<u16>,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -222,8 +223,9 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
     let mut config = RelayConfig::new(crate::config::data_dir(data_dir, &file));
     config.storage = args.storage.resolve(&file)?;
     let s3_addr = args
-        .s3_addr
-        .or(args.s3_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))))
+        .s3_port
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .or(args.s3_addr)
         .or(file.s3_addr);
     if args.s3 || s3_addr.is_some() {
         config.s3_addr = Some(s3_addr.unwrap_or_else(|| DEFAULT_S3_ADDR.parse().expect("valid default")));

@@ -536,6 +536,12 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "mailbox.max_message_bytes"), "8192 (flag)");
     assert_eq!(line(&text, "no_storage"), "false (flag)");
     assert_eq!(line(&text, "switchboard.pipes_per_member"), "3 (flag)");
+    // A flag beats a variable even when they are two different flags for one setting.
+    let text = show(&["--s3-port", "7004"], &[("HAVEN_RELAY_S3_ADDR", "127.0.0.1:7002")]);
+    assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7004 (flag)");
+    // `--s3` alone with an address in relay.json: the file's address.
+    let text = show(&["--s3"], &[]);
+    assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7001 (relay.json)");
     // Errors name the key.
     std::fs::write(&file, "{\"mailbox\": {\"max_mesage_bytes\": 1}}").unwrap();
     let out = Command::new(BIN)

@@ -237,8 +237,17 @@ async fn a_non_member_is_refused_before_any_stream_is_read() {
         Err(e) => Err(e),
         Ok(c) => c.post(&post(&[&member], b"spam")).await,
     };
-    assert!(result.is_err(), "{result:?}");
+    // Said as a refusal (the CLI then prints the id to admit), not as a lost connection.
+    assert!(matches!(result, Err(tunnel::TunnelError::Refused(_))), "{result:?}");
     assert_eq!(relay.relay.mailbox().unwrap().stats().messages, 0);
+    let inbox = match client(&outsider, &relay).await {
+        Err(e) => Err(e),
+        Ok(c) => match c.inbox().await {
+            Ok(mut inbox) => inbox.next().await.map(|_| ()),
+            Err(e) => Err(e),
+        },
+    };
+    assert!(matches!(inbox, Err(tunnel::TunnelError::Refused(_))), "{inbox:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

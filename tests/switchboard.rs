@@ -373,3 +373,44 @@ async fn the_operator_limits_pipes_and_bytes_per_member() {
     }
     assert!(received < 64, "all 64 datagrams passed a {RATE} B/s limit");
 }
+
+/// A process that only places calls (`pipe --to`) does not take the place of the same node's
+/// process that takes them (`pipe --accept`): both work at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_only_calls_leaves_its_own_callee_reachable() {
+    let Two {
+        alice,
+        bob,
+        relay,
+        a,
+        b,
+    } = two_members().await;
+    let endpoint = tunnel::endpoint::bind(bob.clone(), &direct_only(), Vec::new())
+        .await
+        .unwrap();
+    let bob_calling = SwitchClient::caller(endpoint, relay_link(&relay).endpoint_addr())
+        .await
+        .unwrap();
+    let a_answers = tokio::spawn(async move { a.next_call().await.unwrap().refuse().await });
+    assert_eq!(
+        status(bob_calling.call(alice.public()).await.err().unwrap()),
+        CallStatus::Refused
+    );
+    a_answers.await.unwrap();
+    // Bob's callee connection is still the one calls ring.
+    let b_answers = tokio::spawn(async move { b.next_call().await.unwrap().refuse().await });
+    let endpoint = tunnel::endpoint::bind(alice.clone(), &direct_only(), Vec::new())
+        .await
+        .unwrap();
+    let alice_calling = SwitchClient::caller(endpoint, relay_link(&relay).endpoint_addr())
+        .await
+        .unwrap();
+    assert_eq!(
+        status(alice_calling.call(bob.public()).await.err().unwrap()),
+        CallStatus::Refused
+    );
+    tokio::time::timeout(Duration::from_secs(5), b_answers)
+        .await
+        .unwrap()
+        .unwrap();
+}

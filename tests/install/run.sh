@@ -311,6 +311,20 @@ tampered_refused() {
 }
 check "--from a tampered archive is refused, nothing left in the bin dir or TMPDIR" tampered_refused
 
+# An upgrade to a build that does not run here (here: a text file) must not replace one that does.
+bad_upgrade_keeps_the_old_binary() {
+  local out rc
+  printf 'not a binary\n' >"$WORK/notbin"
+  install_clean dash "$INSTALL" --from "$WORK/arch-bin/haven-relay" --bin-dir "$WORK/upgrade-bin" || return 1
+  out="$(install_clean dash "$INSTALL" --from "$WORK/notbin" --bin-dir "$WORK/upgrade-bin" 2>&1)"
+  rc=$?
+  echo "$out"
+  [ "$rc" -ne 0 ] && printf '%s' "$out" | grep -q 'nothing was replaced' &&
+    "$WORK/upgrade-bin/haven-relay" --version | grep -q '^haven-relay ' &&
+    [ "$(ls -A "$WORK/upgrade-bin")" = haven-relay ]
+}
+check "a build that does not run here never replaces one that does" bad_upgrade_keeps_the_old_binary
+
 download_file_url() {
   HAVEN_RELAY_DOWNLOAD_URL="file://$REL" FAKE_OS=Linux FAKE_ARCH=x86_64 PATH="$SHIM:$PATH" \
     install_clean busybox sh "$INSTALL" --bin-dir "$WORK/dl-bin" &&

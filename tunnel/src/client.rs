@@ -39,7 +39,8 @@ impl TunnelClient {
         let client = Self {
             dialer: Dialer::new(endpoint, relay, crate::ALPN),
         };
-        let probe = Request::head("/")
+        // A ListBuckets: answered by any relay (a HEAD of the service root is a 501 there).
+        let probe = Request::get("/")
             .body(http_body_util::Empty::<Bytes>::new())
             .expect("a valid request");
         let conn = client.dialer.connection().await?;

@@ -42,10 +42,11 @@ impl MailboxClient {
         let wire = post.encode();
         let conn = self.dialer.connection().await?;
         match exchange(&conn, &wire).await {
+            Err(e) if refused(&conn) => Err(stream_error(&conn, e)),
             Err(_) if conn.close_reason().is_some() => {
                 self.dialer.forget(&conn).await;
                 let conn = self.dialer.connection().await?;
-                exchange(&conn, &wire).await
+                exchange(&conn, &wire).await.map_err(|e| stream_error(&conn, e))
             }
             other => other,
         }
@@ -54,18 +55,25 @@ impl MailboxClient {
     /// Opens this node's inbox. A newer inbox of the same node (another device with the same
     /// identity, a reconnect) supersedes it.
     pub async fn inbox(&self) -> Result<InboxStream, TunnelError> {
+        let conn = self.dialer.connection().await?;
         let (mut send, recv) = self.dialer.open_bi().await?;
         send.write_all(&frame::inbox_opening())
             .await
             .map_err(|e| TunnelError::Mailbox(e.to_string()))?;
         Ok(InboxStream {
             _endpoint: self.dialer.endpoint.clone(),
+            conn,
             send,
             recv,
             buf: BytesMut::new(),
             acks: BytesMut::new(),
         })
     }
+}
+
+/// Whether the relay closed `conn` because this node is not a member.
+fn refused(conn: &Connection) -> bool {
+    matches!(stream_error(conn, ""), TunnelError::Refused(_))
 }
 
 /// One post on its own stream of `conn`, and the relay's answer.
@@ -92,6 +100,8 @@ pub struct InboxStream {
     /// Keeps the endpoint (and so the connection) alive as long as the inbox, even when the
     /// client it came from is dropped.
     _endpoint: Endpoint,
+    /// To tell a refusal from a lost connection.
+    conn: Connection,
     send: SendStream,
     recv: RecvStream,
     buf: BytesMut,
@@ -111,6 +121,7 @@ impl InboxStream {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
                 Ok(None) if self.buf.is_empty() => return Ok(None),
                 Ok(None) => return Err(TunnelError::Mailbox("the relay ended the inbox mid-message".into())),
+                Err(e) if refused(&self.conn) => return Err(stream_error(&self.conn, e)),
                 Err(e) => return Err(TunnelError::Mailbox(e.to_string())),
             }
         }

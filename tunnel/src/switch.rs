@@ -87,6 +87,8 @@ pub struct SwitchClient {
     /// changed, a long outage), never when the relay closed it on purpose.
     conn: tokio::sync::Mutex<Connection>,
     routes: Routes,
+    /// Whether this client takes calls (said hello), or only places them.
+    reachable: bool,
 }
 
 /// How long a broken switchboard connection is dialled again before giving up.
@@ -95,15 +97,27 @@ const REGAIN_FOR: Duration = Duration::from_secs(30);
 const REGAIN_BACKOFF: Duration = Duration::from_secs(2);
 
 impl SwitchClient {
-    /// Connects to the relay's switchboard; from now on this node can be called.
+    /// Connects to the relay's switchboard; from now on this node can be called (and a
+    /// previous connection of the same node that took calls is closed).
     pub async fn connect(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
+        Self::open(endpoint, relay, true).await
+    }
+
+    /// Connects only to place calls: the node's connection that takes calls, if any (another
+    /// process with the same identity), stays where it is.
+    pub async fn caller(endpoint: Endpoint, relay: EndpointAddr) -> Result<Self, TunnelError> {
+        Self::open(endpoint, relay, false).await
+    }
+
+    async fn open(endpoint: Endpoint, relay: EndpointAddr, reachable: bool) -> Result<Self, TunnelError> {
         let routes: Routes = Arc::default();
-        let conn = dial(&endpoint, &relay, &routes).await?;
+        let conn = dial(&endpoint, &relay, &routes, reachable).await?;
         Ok(Self {
             endpoint,
             relay,
             conn: tokio::sync::Mutex::new(conn),
             routes,
+            reachable,
         })
     }
 
@@ -201,15 +215,21 @@ impl SwitchClient {
         if let Some(reason) = broken.close_reason() {
             closed_on_purpose(&reason)?;
         }
-        let conn = dial(&self.endpoint, &self.relay, &self.routes).await?;
+        let conn = dial(&self.endpoint, &self.relay, &self.routes, self.reachable).await?;
         *slot = conn.clone();
         Ok(conn)
     }
 }
 
-/// Opens a switchboard connection and says hello; calls can reach this node once the relay
-/// has registered it, which it confirms by answering.
-async fn dial(endpoint: &Endpoint, relay: &EndpointAddr, routes: &Routes) -> Result<Connection, TunnelError> {
+/// Opens a switchboard connection and, for a node that takes calls, says hello: calls can
+/// reach it once the relay has registered it, which it confirms by answering. A caller says
+/// nothing until it calls.
+async fn dial(
+    endpoint: &Endpoint,
+    relay: &EndpointAddr,
+    routes: &Routes,
+    reachable: bool,
+) -> Result<Connection, TunnelError> {
     let id = relay.id.fmt_short().to_string();
     let conn = endpoint
         .connect(relay.clone(), crate::SWITCH_ALPN)
@@ -218,12 +238,14 @@ async fn dial(endpoint: &Endpoint, relay: &EndpointAddr, routes: &Routes) -> Res
             relay: id,
             reason: e.to_string(),
         })?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(&conn, e))?;
-    send.write_all(&[HELLO, VERSION])
-        .await
-        .map_err(|e| stream_error(&conn, e))?;
-    let mut ok = [0u8; 1];
-    recv.read_exact(&mut ok).await.map_err(|e| stream_error(&conn, e))?;
+    if reachable {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_error(&conn, e))?;
+        send.write_all(&[HELLO, VERSION])
+            .await
+            .map_err(|e| stream_error(&conn, e))?;
+        let mut ok = [0u8; 1];
+        recv.read_exact(&mut ok).await.map_err(|e| stream_error(&conn, e))?;
+    }
     tokio::spawn(route_datagrams(conn.clone(), routes.clone()));
     Ok(conn)
 }

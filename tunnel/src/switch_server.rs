@@ -164,14 +164,6 @@ impl Switchboard {
 /// Serves one member's switchboard connection until it ends.
 pub(crate) async fn serve(conn: Connection, board: Arc<Switchboard>, members: Members) {
     let peer = conn.remote_id();
-    // The newest connection of a node wins; the older one is told and closed.
-    let older = board.online.lock().expect("switch lock").insert(peer, conn.clone());
-    if let Some(older) = older.filter(|c| c.stable_id() != conn.stable_id()) {
-        older.close(
-            VarInt::from_u32(SUPERSEDED),
-            b"a newer connection of this node took over",
-        );
-    }
     tokio::spawn(forward_datagrams(conn.clone(), board.clone()));
     loop {
         let (send, recv) = match conn.accept_bi().await {
@@ -201,8 +193,17 @@ async fn call(
     let caller = a_conn.remote_id();
     let mut kind = [0u8; 2];
     let callee = match tokio::time::timeout(DIAL, recv.read_exact(&mut kind)).await {
-        // "Am I reachable yet?": this connection was registered before its first stream.
+        // "Make me reachable here." A connection that never says hello only places calls,
+        // so a process that just calls does not take the place of one taking calls.
         Ok(Ok(())) if kind == [HELLO, VERSION] => {
+            // The newest connection of a node to say hello wins; the older one is closed.
+            let older = board.online.lock().expect("switch lock").insert(caller, a_conn.clone());
+            if let Some(older) = older.filter(|c| c.stable_id() != a_conn.stable_id()) {
+                older.close(
+                    VarInt::from_u32(SUPERSEDED),
+                    b"a newer connection of this node took over",
+                );
+            }
             let _ = send.write_all(&[0]).await;
             let _ = send.finish();
             return;
