@@ -94,7 +94,14 @@ impl MailboxArgs {
 async fn client(data_dir: &Path, link: &RelayLink, options: &EndpointOptions) -> anyhow::Result<MailboxClient> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let endpoint = tunnel::endpoint::bind(secret, options, Vec::new()).await?;
-    Ok(MailboxClient::connect(endpoint, link.endpoint_addr()).await?)
+    match MailboxClient::connect(endpoint.clone(), link.endpoint_addr()).await {
+        Ok(client) => Ok(client),
+        Err(e) => {
+            // Closed, not dropped: iroh logs an ERROR for an endpoint simply dropped.
+            endpoint.close().await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Posts `payload` to `to` as message `id`; the relay's answer.

@@ -56,11 +56,16 @@ async fn client(
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let endpoint = tunnel::endpoint::bind(secret, options, Vec::new()).await?;
     let addr = link.endpoint_addr();
-    Ok(if reachable {
-        SwitchClient::connect(endpoint, addr).await?
+    let connected = if reachable {
+        SwitchClient::connect(endpoint.clone(), addr).await
     } else {
-        SwitchClient::caller(endpoint, addr).await?
-    })
+        SwitchClient::caller(endpoint.clone(), addr).await
+    };
+    if connected.is_err() {
+        // Closed, not dropped: iroh logs an ERROR for an endpoint simply dropped.
+        endpoint.close().await;
+    }
+    Ok(connected?)
 }
 
 /// `pipe --to`: sends stdin until its end, half-closes, and prints what comes back until the
