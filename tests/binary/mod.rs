@@ -60,3 +60,26 @@ pub fn tunnel_relay(dir: &Path, circle: Option<&str>) -> (Child, String) {
     }
     spawn_until(command, "relay link:")
 }
+
+/// A child process killed when dropped, so that a test failing midway leaves nothing running.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
