@@ -143,6 +143,59 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             },
         },
     ];
+    let mirror = &config.storage.mirror;
+    let connect = &config.storage.connect;
+    rows.extend([
+        Row {
+            key: "ack",
+            value: match mirror.ack {
+                backends::mirror::AckPolicy::All => "all".into(),
+                backends::mirror::AckPolicy::Quorum(n) => format!("quorum:{n}"),
+            },
+            source: src("ack", file.ack.is_some()),
+        },
+        Row {
+            key: "backend_timeout_secs",
+            value: connect.timeout.as_secs().to_string(),
+            source: src("backend_timeout", file.backend_timeout_secs.is_some()),
+        },
+        Row {
+            key: "rclone_bin",
+            value: connect.rclone_binary.display().to_string(),
+            source: src("rclone_bin", file.rclone_bin.is_some()),
+        },
+        Row {
+            key: "rclone_config",
+            value: connect
+                .rclone_config
+                .as_ref()
+                .map_or("rclone's own".into(), |p| p.display().to_string()),
+            source: src("rclone_config", file.rclone_config.is_some()),
+        },
+        Row {
+            key: "scrub_rate",
+            value: mirror.scrub_rate.to_string(),
+            source: src("scrub_rate", file.scrub_rate.is_some()),
+        },
+        Row {
+            key: "scrub_interval_hours",
+            value: (mirror.scrub_interval.as_secs() / 3600).to_string(),
+            source: if file.scrub_interval_hours.is_some() {
+                Source::File
+            } else {
+                Source::Default
+            },
+        },
+        Row {
+            key: "repair_interval_secs",
+            value: mirror.repair_interval.as_secs().to_string(),
+            source: if file.repair_interval_secs.is_some() {
+                Source::File
+            } else {
+                Source::Default
+            },
+        },
+    ]);
     if let Some(tunnel) = &config.tunnel {
         rows.push(Row {
             key: "iroh_relay",
@@ -152,6 +205,14 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
                 tunnel::RelayChoice::Custom(url) => url.to_string(),
             },
             source: src("iroh_relay", file.iroh_relay.is_some()),
+        });
+        rows.push(Row {
+            key: "iroh_relay_ca",
+            value: match tunnel.relay_ca.len() {
+                0 => "none".into(),
+                n => format!("{n} certificate(s)"),
+            },
+            source: src("iroh_relay_ca", file.iroh_relay_ca.is_some()),
         });
         rows.push(Row {
             key: "iroh_addr",
@@ -211,6 +272,18 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             source: src(id, in_file),
         });
     }
+    // Settings relay.json alone sets.
+    let file_only = |set: bool| if set { Source::File } else { Source::Default };
+    rows.push(Row {
+        key: "mailbox.max_hops",
+        value: limits.max_hops.to_string(),
+        source: file_only(mailbox_file.is_some_and(|m| m.max_hops.is_some())),
+    });
+    rows.push(Row {
+        key: "mailbox.memory_cache_bytes",
+        value: limits.memory_cache_bytes.to_string(),
+        source: file_only(mailbox_file.is_some_and(|m| m.memory_cache_bytes.is_some())),
+    });
     rows.push(Row {
         key: "switchboard.pipes_per_member",
         value: config.switchboard.pipes_per_member.to_string(),

@@ -460,7 +460,7 @@ fn config_show_says_what_wins_and_why() {
         &file,
         format!(
             "{{\n  // comments and trailing commas are fine\n  \"data_dir\": {:?},\n  \"no_storage\": true,\n  \
-             \"s3_addr\": \"127.0.0.1:7001\",\n  \"mailbox\": {{\"max_message_bytes\": 2048,}},\n}}\n",
+             \"s3_addr\": \"127.0.0.1:7001\",\n  \"mailbox\": {{\"max_message_bytes\": 2048,}},\n  \"ack\": \"quorum:2\",\n  \"scrub_interval_hours\": 12,\n}}\n",
             from_file.to_str().unwrap()
         ),
     )
@@ -496,6 +496,9 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7001 (relay.json)");
     assert_eq!(line(&text, "mailbox.max_message_bytes"), "2048 (relay.json)");
     assert_eq!(line(&text, "mailbox.max_queued_messages"), "1000 (default)");
+    assert_eq!(line(&text, "ack"), "quorum:2 (relay.json)");
+    assert_eq!(line(&text, "scrub_interval_hours"), "12 (relay.json)");
+    assert_eq!(line(&text, "mailbox.max_hops"), "2 (default)");
     assert!(line(&text, "secret_key").ends_with("(environment)"));
     // The environment beats the file; a flag beats both.
     let flag_dir = dir.path().join("from-flag");
@@ -536,6 +539,8 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "mailbox.max_message_bytes"), "8192 (flag)");
     assert_eq!(line(&text, "no_storage"), "false (flag)");
     assert_eq!(line(&text, "switchboard.pipes_per_member"), "3 (flag)");
+    let text = show(&["--backend-timeout", "9"], &[]);
+    assert_eq!(line(&text, "backend_timeout_secs"), "9 (flag)");
     // A flag beats a variable even when they are two different flags for one setting.
     let text = show(&["--s3-port", "7004"], &[("HAVEN_RELAY_S3_ADDR", "127.0.0.1:7002")]);
     assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7004 (flag)");
