@@ -17,7 +17,7 @@ const SECRET_KEY: &str = "cli-test-secret";
 
 /// `haven-relay run` with HTTP S3 on a free port and the test keys, and its endpoint. With
 /// `log`, stderr is kept for the test to read (after the relay exits); otherwise discarded.
-fn http_relay(dir: &std::path::Path, log: bool) -> (std::process::Child, String) {
+fn http_relay(dir: &std::path::Path, log: bool) -> (binary::Running, String) {
     let mut command = Command::new(BIN);
     command
         .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
@@ -218,7 +218,7 @@ fn aws_cli_round_trip_against_the_binary() {
 }
 
 /// Starts `haven-relay ARGS` and returns it with the value after `label` on its stdout.
-fn spawn_until(args: &[&str], label: &str) -> (std::process::Child, String) {
+fn spawn_until(args: &[&str], label: &str) -> (binary::Running, String) {
     binary::spawn_until(binary::haven(args), label)
 }
 
@@ -641,7 +641,7 @@ fn each_request_is_logged_once_without_names_or_colour() {
     }
     let pid = relay.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = relay.wait_with_output().unwrap();
+    let out = relay.into_inner().wait_with_output().unwrap();
     let log = String::from_utf8(out.stderr).unwrap();
     assert!(log.contains("op=PUT bucket status=200"), "{log}");
     assert!(log.contains("op=PUT object status=200 bytes_in=6"), "{log}");
@@ -652,18 +652,24 @@ fn each_request_is_logged_once_without_names_or_colour() {
     assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal");
 }
 
+/// A request whose headers never finish: it keeps a connection of the relay busy, as a slow
+/// client would, so a graceful stop has something to wait for.
+fn stuck_request(endpoint: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+    write!(stuck, "PUT /b/k HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stuck
+}
+
 /// The first Ctrl-C (or SIGTERM) lets requests in flight finish and says a second one stops
 /// at once; the second one does.
 #[test]
 fn a_second_signal_stops_at_once() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let (mut relay, endpoint) = http_relay(dir.path(), true);
-    // A request whose headers never finish keeps a connection busy.
-    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut upload = std::net::TcpStream::connect(addr).unwrap();
-    write!(upload, "PUT /b/k HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let upload = stuck_request(&endpoint);
     let pid = relay.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -746,13 +752,9 @@ fn doctor_gives_up_on_a_backend_that_never_answers() {
 /// knows the stop was not clean.
 #[test]
 fn a_stop_that_cuts_requests_off_exits_non_zero() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let (mut relay, endpoint) = http_relay(dir.path(), true);
-    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stuck = std::net::TcpStream::connect(addr).unwrap();
-    write!(stuck, "PUT /b/k HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stuck = stuck_request(&endpoint);
     let pid = relay.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = relay.wait().unwrap();

@@ -6,7 +6,7 @@ mod binary;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use backends::spec::{BackendSpec, S3Keys};
@@ -17,7 +17,7 @@ const KEY: &str = "KILLTESTKEY";
 const SECRET: &str = "kill-test-secret";
 
 /// `haven-relay run` on an rclone remote, and the S3 endpoint it printed.
-fn start_relay(data: &Path, conf: &Path) -> (Child, String) {
+fn start_relay(data: &Path, conf: &Path) -> (binary::Running, String) {
     let mut command = binary::haven(&[
         "run",
         "--s3-addr",

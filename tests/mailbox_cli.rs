@@ -6,7 +6,7 @@ mod binary;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use binary::{BIN, TUNNEL, circle_link, node_id, tunnel_relay as start_relay};
+use binary::{BIN, TUNNEL, TwoMembers, node_id, tunnel_relay as start_relay, two_members};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     Command::new(BIN)
@@ -20,13 +20,12 @@ fn run(args: &[&str], dir: &Path) -> Output {
 
 #[test]
 fn send_and_inbox_between_processes_survive_a_killed_relay() {
-    let (relay_dir, alice_dir, bob_dir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (alice, bob) = (node_id(alice_dir.path()), node_id(bob_dir.path()));
-    let circle = circle_link(3, &[&alice, &bob]);
+    let TwoMembers {
+        relay_dir,
+        dirs: [alice_dir, bob_dir],
+        ids: [_, bob],
+        circle,
+    } = two_members(3);
     let (mut relay, link) = start_relay(relay_dir.path(), Some(&circle));
 
     let letter = alice_dir.path().join("letter.sealed");

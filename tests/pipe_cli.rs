@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use binary::{BIN, TUNNEL, circle_link, node_id, tunnel_relay};
+use binary::{BIN, TUNNEL, TwoMembers, tunnel_relay, two_members};
 
 fn pipe(dir: &Path, link: &str, extra: &[&str]) -> Child {
     Command::new(BIN)
@@ -25,13 +25,12 @@ fn pipe(dir: &Path, link: &str, extra: &[&str]) -> Child {
 
 #[test]
 fn pipe_to_and_pipe_accept_join_two_members() {
-    let (relay_dir, alice_dir, bob_dir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (alice, bob) = (node_id(alice_dir.path()), node_id(bob_dir.path()));
-    let circle = circle_link(4, &[&alice, &bob]);
+    let TwoMembers {
+        relay_dir,
+        dirs: [alice_dir, bob_dir],
+        ids: [alice, bob],
+        circle,
+    } = two_members(4);
     let (mut relay, link) = tunnel_relay(relay_dir.path(), Some(&circle));
 
     // Nobody is listening yet: an immediate, clear refusal.

@@ -5,7 +5,7 @@ mod binary;
 
 use std::time::{Duration, Instant};
 
-use binary::{Running, circle_link, tunnel_relay};
+use binary::{circle_link, tunnel_relay};
 use bytes::Bytes;
 use http_body_util::Empty;
 use iroh::SecretKey;
@@ -43,8 +43,7 @@ async fn a_tunnel_client_works_again_within_seconds_of_a_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let member = SecretKey::generate();
     let circle = circle_link(9, &[&member.public().to_string()]);
-    let (relay, link) = tunnel_relay(dir.path(), Some(&circle));
-    let mut relay = Running(relay);
+    let (mut relay, link) = tunnel_relay(dir.path(), Some(&circle));
     let link: tunnel::link::RelayLink = link.parse().unwrap();
     let endpoint = loopback_endpoint(member).await;
     let client = TunnelClient::connect(endpoint, link.endpoint_addr()).await.unwrap();
@@ -52,8 +51,7 @@ async fn a_tunnel_client_works_again_within_seconds_of_a_kill_9_and_restart() {
 
     relay.kill().unwrap();
     relay.wait().unwrap();
-    let (relay, again) = tunnel_relay(dir.path(), None);
-    let mut relay = Running(relay);
+    let (mut relay, again) = tunnel_relay(dir.path(), None);
     assert_eq!(
         again.parse::<tunnel::link::RelayLink>().unwrap(),
         link,
@@ -91,8 +89,7 @@ async fn a_callee_is_reachable_again_after_a_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (alice, bob) = (SecretKey::generate(), SecretKey::generate());
     let circle = circle_link(10, &[&alice.public().to_string(), &bob.public().to_string()]);
-    let (relay, link) = tunnel_relay(dir.path(), Some(&circle));
-    let mut relay = Running(relay);
+    let (mut relay, link) = tunnel_relay(dir.path(), Some(&circle));
     let link: tunnel::link::RelayLink = link.parse().unwrap();
     let a = SwitchClient::connect(loopback_endpoint(alice).await, link.endpoint_addr())
         .await
@@ -127,8 +124,7 @@ async fn a_callee_is_reachable_again_after_a_kill_9_and_restart() {
 
     relay.kill().unwrap();
     relay.wait().unwrap();
-    let (relay, _) = tunnel_relay(dir.path(), None);
-    let mut relay = Running(relay);
+    let (mut relay, _) = tunnel_relay(dir.path(), None);
     let restarted = Instant::now();
     let mut failures = Vec::new();
     loop {

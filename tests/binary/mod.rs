@@ -10,10 +10,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_haven-relay");
 /// Tunnel flags that keep everything on loopback: no iroh relay servers, direct addresses.
 pub const TUNNEL: [&str; 4] = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
 
-/// Starts `command` and returns it with the first word after `label` on the first stdout
-/// line that starts with it; the rest of stdout keeps draining in the background.
-pub fn spawn_until(mut command: Command, label: &str) -> (Child, String) {
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+/// Starts `command` and returns it (killed when dropped) with the first word after `label`
+/// on the first stdout line that starts with it; the rest of stdout keeps draining in the
+/// background.
+pub fn spawn_until(mut command: Command, label: &str) -> (Running, String) {
+    let mut child = Running(Some(command.stdout(Stdio::piped()).spawn().unwrap()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let value = loop {
         let line = lines
@@ -52,7 +53,7 @@ pub fn circle_link(seed: u8, members: &[&str]) -> String {
 
 /// A relay on loopback, serving the tunnel for `circle` (remembered from an earlier run if
 /// `None`), and the relay link it printed.
-pub fn tunnel_relay(dir: &Path, circle: Option<&str>) -> (Child, String) {
+pub fn tunnel_relay(dir: &Path, circle: Option<&str>) -> (Running, String) {
     let mut command = haven(&["run", "--data-dir"]);
     command.arg(dir).args(TUNNEL);
     if let Some(link) = circle {
@@ -62,24 +63,53 @@ pub fn tunnel_relay(dir: &Path, circle: Option<&str>) -> (Child, String) {
 }
 
 /// A child process killed when dropped, so that a test failing midway leaves nothing running.
-pub struct Running(pub Child);
+pub struct Running(Option<Child>);
+
+impl Running {
+    /// The process, no longer killed on drop (for `wait_with_output`).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("still held")
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl std::ops::Deref for Running {
     type Target = Child;
     fn deref(&self) -> &Child {
-        &self.0
+        self.0.as_ref().expect("still held")
     }
 }
 
 impl std::ops::DerefMut for Running {
     fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
+        self.0.as_mut().expect("still held")
+    }
+}
+
+/// A relay's data dir and two members' (with their node ids), and the circle of the two.
+pub struct TwoMembers {
+    pub relay_dir: tempfile::TempDir,
+    pub dirs: [tempfile::TempDir; 2],
+    pub ids: [String; 2],
+    pub circle: String,
+}
+
+pub fn two_members(seed: u8) -> TwoMembers {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ids = [node_id(dirs[0].path()), node_id(dirs[1].path())];
+    let circle = circle_link(seed, &[&ids[0], &ids[1]]);
+    TwoMembers {
+        relay_dir: tempfile::tempdir().unwrap(),
+        dirs,
+        ids,
+        circle,
     }
 }
