@@ -36,6 +36,8 @@ pub struct RelayConfig {
     pub mailbox_sweep: std::time::Duration,
     /// What one member may use of the switchboard (`--switch-*`).
     pub switchboard: tunnel::SwitchLimits,
+    /// What clients may take of the relay (`--max-connections`, `--requests-per-second`, …).
+    pub limits: crate::limit_args::Limits,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -62,6 +64,7 @@ impl RelayConfig {
             mailbox: mailbox::Limits::default(),
             mailbox_sweep: std::time::Duration::from_secs(15 * 60),
             switchboard: tunnel::SwitchLimits::default(),
+            limits: crate::limit_args::Limits::default(),
         }
     }
 
@@ -106,6 +109,9 @@ pub struct ConfigFile {
     pub mailbox: Option<MailboxFile>,
     /// The switchboard's limits, as for the `--switch-*` flags.
     pub switchboard: Option<SwitchboardFile>,
+    /// Client limits, as for `--max-connections`, `--header-timeout-secs` and
+    /// `--requests-per-second`.
+    pub limits: Option<crate::limit_args::LimitsFile>,
 }
 
 /// `relay.json`'s `switchboard` object; every field optional.

@@ -303,6 +303,35 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             switch_file.is_some_and(|s| s.bytes_per_second.is_some()),
         ),
     });
+    let limits_file = file.limits.as_ref();
+    let connections = config.limits.connections;
+    rows.push(Row {
+        key: "limits.max_connections",
+        value: connections.max_connections.to_string(),
+        source: src(
+            "max_connections",
+            limits_file.is_some_and(|l| l.max_connections.is_some()),
+        ),
+    });
+    rows.push(Row {
+        key: "limits.header_timeout_secs",
+        value: connections.header_timeout.as_secs().to_string(),
+        source: src(
+            "header_timeout_secs",
+            limits_file.is_some_and(|l| l.header_timeout_secs.is_some()),
+        ),
+    });
+    rows.push(Row {
+        key: "limits.requests_per_second",
+        value: config
+            .limits
+            .requests_per_second
+            .map_or("no limit".into(), |r| r.to_string()),
+        source: src(
+            "requests_per_second",
+            limits_file.is_some_and(|l| l.requests_per_second.is_some()),
+        ),
+    });
     rows
 }
 
@@ -375,6 +404,16 @@ pub const EXAMPLE: &str = r#"{
   //   "pipes_per_member": 16,
   //   // Per member, all its pipes together (example; default: no limit).
   //   "bytes_per_second": 1048576,
+  // },
+
+  // What clients may take of the relay.
+  // "limits": {
+  //   // HTTP connections at once; past it a new one replaces the one idle longest.
+  //   "max_connections": 512,
+  //   // Seconds to send a request's headers; also an idle keep-alive connection's life.
+  //   "header_timeout_secs": 20,
+  //   // Per client: the access key over HTTP, a member over the tunnel (example; default: no limit).
+  //   "requests_per_second": 100,
   // },
 }
 "#;

@@ -5,8 +5,10 @@ pub mod circle;
 pub mod config;
 pub mod config_report;
 pub mod credentials;
+pub mod fd_limit;
 pub mod health;
 mod jsonc;
+pub mod limit_args;
 pub mod mail;
 pub mod pipe;
 pub mod run_args;
@@ -85,9 +87,17 @@ impl Relay {
             access_key: credentials.access_key.clone(),
             secret_key: credentials.secret_key.clone(),
             s3_domains: config.s3_domains.clone(),
+            requests_per_second: config.limits.requests_per_second,
         };
         let http = match config.s3_addr {
-            Some(addr) => Some(start_http(addr, gateway::frontend(store.clone(), &gateway_config)).await?),
+            Some(addr) => Some(
+                start_http(
+                    addr,
+                    gateway::frontend(store.clone(), &gateway_config),
+                    config.limits.connections,
+                )
+                .await?,
+            ),
             None => None,
         };
         let tunnel = match &config.tunnel {
@@ -167,7 +177,21 @@ impl Relay {
     }
 }
 
-async fn start_http(addr: SocketAddr, frontend: gateway::Frontend) -> anyhow::Result<HttpListener> {
+async fn start_http(
+    addr: SocketAddr,
+    frontend: gateway::Frontend,
+    mut limits: gateway::ConnectionLimits,
+) -> anyhow::Result<HttpListener> {
+    let open_files = fd_limit::raise();
+    let cap = fd_limit::connection_cap(limits.max_connections, open_files);
+    if cap < limits.max_connections {
+        tracing::info!(
+            open_files = open_files.unwrap_or_default(),
+            max_connections = cap,
+            "fewer HTTP connections than configured: the open-file limit leaves room for no more"
+        );
+    }
+    limits.max_connections = cap;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the S3 endpoint to {addr}"))?;
@@ -176,6 +200,7 @@ async fn start_http(addr: SocketAddr, frontend: gateway::Frontend) -> anyhow::Re
     let server = tokio::spawn(gateway::serve_http(
         listener,
         frontend,
+        limits,
         async move {
             let _ = stopped.await;
         },

@@ -195,6 +195,8 @@ pub struct RunArgs {
     pub mailbox: crate::mail::MailboxArgs,
     #[command(flatten)]
     pub switchboard: crate::pipe::SwitchboardArgs,
+    #[command(flatten)]
+    pub limits: crate::limit_args::LimitArgs,
 }
 
 /// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
@@ -240,6 +242,7 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
     }
     config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
     config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
+    config.limits = args.limits.resolve(file.limits.as_ref())?;
     config.s3_domains = if args.s3_domains.is_empty() {
         file.s3_domains.clone().unwrap_or_default()
     } else {

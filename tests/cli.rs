@@ -460,7 +460,7 @@ fn config_show_says_what_wins_and_why() {
         &file,
         format!(
             "{{\n  // comments and trailing commas are fine\n  \"data_dir\": {:?},\n  \"no_storage\": true,\n  \
-             \"s3_addr\": \"127.0.0.1:7001\",\n  \"mailbox\": {{\"max_message_bytes\": 2048,}},\n  \"ack\": \"quorum:2\",\n  \"scrub_interval_hours\": 12,\n}}\n",
+             \"s3_addr\": \"127.0.0.1:7001\",\n  \"mailbox\": {{\"max_message_bytes\": 2048,}},\n  \"ack\": \"quorum:2\",\n  \"scrub_interval_hours\": 12,\n  \"limits\": {{\"max_connections\": 64}},\n}}\n",
             from_file.to_str().unwrap()
         ),
     )
@@ -499,6 +499,9 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "ack"), "quorum:2 (relay.json)");
     assert_eq!(line(&text, "scrub_interval_hours"), "12 (relay.json)");
     assert_eq!(line(&text, "mailbox.max_hops"), "2 (default)");
+    assert_eq!(line(&text, "limits.max_connections"), "64 (relay.json)");
+    assert_eq!(line(&text, "limits.header_timeout_secs"), "20 (default)");
+    assert_eq!(line(&text, "limits.requests_per_second"), "no limit (default)");
     assert!(line(&text, "secret_key").ends_with("(environment)"));
     // The environment beats the file; a flag beats both.
     let flag_dir = dir.path().join("from-flag");
@@ -510,8 +513,10 @@ fn config_show_says_what_wins_and_why() {
             ("HAVEN_RELAY_S3_ADDR", "127.0.0.1:7002"),
             ("HAVEN_RELAY_MAILBOX_MAX_MESSAGE", "4096"),
             ("HAVEN_RELAY_NO_STORAGE", "false"),
+            ("HAVEN_RELAY_MAX_CONNECTIONS", "65"),
         ],
     );
+    assert_eq!(line(&text, "limits.max_connections"), "65 (environment)");
     assert_eq!(line(&text, "data_dir"), format!("{} (environment)", env_dir.display()));
     assert_eq!(line(&text, "s3_addr"), "127.0.0.1:7002 (environment)");
     assert_eq!(line(&text, "mailbox.max_message_bytes"), "4096 (environment)");
@@ -527,6 +532,10 @@ fn config_show_says_what_wins_and_why() {
             "--no-storage=false",
             "--switch-pipes-per-member",
             "3",
+            "--max-connections",
+            "66",
+            "--requests-per-second",
+            "50",
         ],
         &[
             ("HAVEN_RELAY_DATA_DIR", env_dir.to_str().unwrap()),
@@ -539,6 +548,8 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "mailbox.max_message_bytes"), "8192 (flag)");
     assert_eq!(line(&text, "no_storage"), "false (flag)");
     assert_eq!(line(&text, "switchboard.pipes_per_member"), "3 (flag)");
+    assert_eq!(line(&text, "limits.max_connections"), "66 (flag)");
+    assert_eq!(line(&text, "limits.requests_per_second"), "50 (flag)");
     let text = show(&["--backend-timeout", "9"], &[]);
     assert_eq!(line(&text, "backend_timeout_secs"), "9 (flag)");
     // A flag beats a variable even when they are two different flags for one setting.

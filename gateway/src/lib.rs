@@ -9,6 +9,7 @@
 mod body;
 mod bucket;
 pub mod chunked;
+mod connections;
 mod convert;
 mod copy;
 mod cors;
@@ -19,6 +20,7 @@ pub mod host;
 mod list;
 mod multipart;
 mod put;
+mod rate;
 mod request_log;
 mod s3;
 pub mod server;
@@ -32,6 +34,7 @@ use s3s::service::S3ServiceBuilder;
 
 use crate::host::RelayHosts;
 
+pub use connections::ConnectionLimits;
 pub use server::{Frontend, serve_http};
 
 /// Limits and identity of one gateway.
@@ -46,6 +49,8 @@ pub struct GatewayConfig {
     /// The relay's own host names besides `localhost` (`--s3-domain`): path-style on each,
     /// virtual-hosted style on `<bucket>.<name>`. Other names are refused (see [`host`]).
     pub s3_domains: Vec<String>,
+    /// Requests per second one client may make (see [`rate`]); `None`: no limit.
+    pub requests_per_second: Option<std::num::NonZeroU32>,
 }
 
 impl GatewayConfig {
@@ -67,7 +72,7 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
         access_key: config.access_key.clone(),
         secret_key: config.secret_key.as_str().into(),
     });
-    Frontend::new(builder.build(), store, Trust::SigV4, hosts)
+    Frontend::new(builder.build(), store, Trust::SigV4, hosts, config)
 }
 
 /// Builds the frontend for a transport that has already authenticated its peer (the iroh
@@ -77,7 +82,7 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
 pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(config.s3_domains.iter().cloned().chain([host::TUNNEL_HOST.to_owned()]));
     let builder = builder(store.clone(), config, &hosts);
-    Frontend::new(builder.build(), store, Trust::Transport, hosts)
+    Frontend::new(builder.build(), store, Trust::Transport, hosts, config)
 }
 
 fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) -> S3ServiceBuilder {

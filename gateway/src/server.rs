@@ -5,23 +5,28 @@
 //! credentials or client addresses above debug level.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use backends::Store;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use s3s::Body;
 use s3s::service::S3Service;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::Trust;
 use crate::chunked;
+use crate::connections::{Admission, Busy, ConnectionLimits, Connections, FULL_RESPONSE, Ticket};
 use crate::cors::{CorsPolicy, Preflight};
 use crate::host::RelayHosts;
+use crate::rate::{self, Client, RequestRate};
 
 /// Cap on hyper's per-connection read buffer. Body chunks are slices of it, so this (times
 /// the store's channel depth) bounds the memory of every upload; hyper's default (~400 KiB)
@@ -35,15 +40,53 @@ pub struct Frontend {
     cors: CorsPolicy,
     trust: Trust,
     hosts: RelayHosts,
+    rate: Option<Arc<RequestRate>>,
+    /// The relay's HTTP access key: its holders count as one client.
+    access_key: Arc<str>,
+    /// The member every request on this frontend comes from (set per tunnel connection).
+    node: Option<Arc<str>>,
 }
 
 impl Frontend {
-    pub(crate) fn new(s3: S3Service, store: Arc<dyn Store>, trust: Trust, hosts: RelayHosts) -> Self {
+    pub(crate) fn new(
+        s3: S3Service,
+        store: Arc<dyn Store>,
+        trust: Trust,
+        hosts: RelayHosts,
+        config: &crate::GatewayConfig,
+    ) -> Self {
         Self {
             s3,
             cors: CorsPolicy::new(store),
             trust,
             hosts,
+            rate: config.requests_per_second.map(|r| Arc::new(RequestRate::new(r))),
+            access_key: config.access_key.as_str().into(),
+            node: None,
+        }
+    }
+
+    /// The same frontend for the requests of one member, known by its node id; they count
+    /// against that member's request rate.
+    pub fn for_node(&self, node_id: &str) -> Self {
+        Self {
+            node: Some(node_id.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Who `req` counts against for the request rate.
+    fn client(&self, req: &Request<Body>) -> Client {
+        if let Some(node) = &self.node {
+            return Client::Node(node.to_string());
+        }
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match rate::access_key(authorization, req.uri().query()) {
+            Some(key) if key == &*self.access_key => Client::Keyholder,
+            _ => Client::Stranger,
         }
     }
 
@@ -52,15 +95,35 @@ impl Frontend {
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        self.serve_tracked(io, None, None)
+    }
+
+    /// As [`Frontend::serve_connection`], marking the connection busy in its `ticket` while a
+    /// request is in flight (until its response body ends), with a header timeout if given.
+    fn serve_tracked<I>(
+        &self,
+        io: I,
+        ticket: Option<Arc<Ticket>>,
+        header_timeout: Option<Duration>,
+    ) -> impl GracefulConnection<Error = hyper::Error> + Send + 'static
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let frontend = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let frontend = frontend.clone();
-            async move { Ok::<_, std::convert::Infallible>(frontend.handle(req).await) }
+            let busy = ticket.as_ref().map(|t| t.busy());
+            async move {
+                let response = frontend.handle(req).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| BusyBody { body, _busy: busy }))
+            }
         });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .max_buf_size(READ_BUFFER_MAX)
-            .serve_connection(TokioIo::new(io), service)
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.keep_alive(true).max_buf_size(READ_BUFFER_MAX);
+        if let Some(timeout) = header_timeout {
+            builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+        }
+        builder.serve_connection(TokioIo::new(io), service)
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
@@ -76,8 +139,11 @@ impl Frontend {
         let op = crate::request_log::Operation::of(&method, &path, req.uri().query());
         let bytes_in = content_length(req.headers());
         let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let too_fast = self.rate.as_ref().and_then(|r| r.check(&self.client(&req)).err());
         let response = if let Err(e) = self.hosts.check(host) {
             error_response(StatusCode::BAD_REQUEST, &e)
+        } else if let Some(wait) = too_fast {
+            slow_down(wait)
         } else if method == Method::OPTIONS {
             match self.cors.preflight(&path, req.headers()).await {
                 Preflight::Allowed(headers) => {
@@ -116,7 +182,10 @@ impl Frontend {
         let bytes_out = content_length(response.headers());
         // One line per request, with no key, bucket, address or node id: what was done to
         // what kind of resource, how it went, how big and how long.
-        if response.status().is_server_error() {
+        if too_fast.is_some() {
+            // A client over its rate would otherwise fill the log as fast as it asks.
+            tracing::debug!(op = %op, status, "request refused: client over its request rate");
+        } else if response.status().is_server_error() {
             tracing::warn!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request failed");
         } else {
             tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request");
@@ -131,10 +200,14 @@ impl Frontend {
 pub async fn serve_http(
     listener: TcpListener,
     frontend: Frontend,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
-    let graceful = GracefulShutdown::new();
+    let connections = Connections::new(limits.max_connections);
+    // Every connection task holds a sender: when all are gone, `open_tasks` yields `None`.
+    let (task_alive, mut open_tasks) = mpsc::channel::<()>(1);
+    let (stop_all, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -149,21 +222,84 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         tracing::debug!(%peer, "connection");
-        let _ = stream.set_nodelay(true);
-        let conn = frontend.serve_connection(stream);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let (ticket, evicted) = match connections.admit() {
+            Admission::Admitted(ticket, evicted) => (Arc::new(ticket), evicted),
+            Admission::Full => {
+                tokio::spawn(refuse(stream));
+                continue;
             }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = frontend.serve_tracked(stream, Some(ticket.clone()), Some(limits.header_timeout));
+        let mut stopping = stopping.clone();
+        let task_alive = task_alive.clone();
+        tokio::spawn(async move {
+            let _ticket = ticket;
+            let _task_alive = task_alive;
+            tokio::pin!(conn);
+            tokio::select! {
+                ended = conn.as_mut() => return log_end(ended),
+                // Idle, or still sending headers: closed now, not after the header timeout.
+                _ = evicted => return,
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
+            // Closes at once if idle; otherwise after the exchange in flight.
+            conn.as_mut().graceful_shutdown();
+            log_end(conn.await);
         });
     }
     drop(listener);
-    let finished = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    drop(task_alive);
+    let _ = stop_all.send(true);
+    let finished = tokio::time::timeout(grace, open_tasks.recv()).await.is_ok();
     if !finished {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
     finished
+}
+
+fn log_end(ended: Result<(), hyper::Error>) {
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Answers a connection over the cap with `503 SlowDown` and closes it, without waiting long
+/// for a client that does not read.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    tracing::debug!("every connection busy; refused one with SlowDown");
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(FULL_RESPONSE.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// A response body that keeps its connection marked busy until it has been sent.
+struct BusyBody {
+    body: Body,
+    _busy: Option<Busy>,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// An S3 error document for a request refused before s3s sees it.
@@ -190,6 +326,16 @@ fn error_response(status: StatusCode, e: &s3s::S3Error) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
     );
+    res
+}
+
+/// `503 SlowDown` with the whole seconds until the client may try again.
+fn slow_down(wait: Duration) -> Response<Body> {
+    let e = s3s::s3_error!(SlowDown, "Please reduce your request rate.");
+    let mut res = error_response(StatusCode::SERVICE_UNAVAILABLE, &e);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, seconds.max(1).into());
     res
 }
 

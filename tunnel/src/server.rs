@@ -182,6 +182,7 @@ impl Default for Graceful {
 }
 
 async fn serve_streams(conn: Connection, frontend: Frontend, graceful: &Graceful) {
+    let frontend = frontend.for_node(&conn.remote_id().to_string());
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(pair) => pair,

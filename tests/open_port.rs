@@ -1,0 +1,173 @@
+//! The HTTP port reachable by strangers: idle or slow connections never starve members, and a
+//! client over its request rate is told to slow down.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use common::raw;
+use common::{ACCESS_KEY, SECRET_KEY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Waits until the relay closes `stream` (a read returns 0 or an error); how long it took.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| started.elapsed())
+}
+
+/// 40 silent connections and 10 that dribble their headers, against a cap of 16: members'
+/// requests still go through at once, and every stranger is closed, the slow ones by the
+/// header timeout.
+#[tokio::test]
+async fn idle_and_slow_strangers_never_starve_members() {
+    let r = common::start_with(|c| {
+        c.limits.connections.max_connections = 16;
+        c.limits.connections.header_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut strangers = Vec::new();
+    for _ in 0..40 {
+        strangers.push(TcpStream::connect(r.addr).await.unwrap());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: loc").await.unwrap();
+        slow.push(s);
+    }
+    // The member's requests take the place of idle strangers.
+    let started = Instant::now();
+    let bucket = r.bucket("members").await;
+    r.put(&bucket, "k", b"still served".to_vec()).await;
+    assert_eq!(r.get(&bucket, "k").await, b"still served");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // Silent ones past the cap were closed to make room; the rest go with the header timeout.
+    let mut closed_early = 0;
+    for s in &mut strangers {
+        if closed_within(s, Duration::from_millis(50)).await.is_some() {
+            closed_early += 1;
+        }
+    }
+    assert!(closed_early >= 40 + 10 - 16, "only {closed_early} closed to make room");
+    for s in strangers.iter_mut().chain(&mut slow) {
+        let took = closed_within(s, Duration::from_secs(5)).await;
+        assert!(took.is_some(), "a stranger outlived the header timeout");
+    }
+}
+
+/// When every connection carries a request in flight, a newcomer is answered `503 SlowDown`
+/// with `Retry-After` (not queued unseen), and the requests in flight complete.
+#[tokio::test]
+async fn a_house_full_of_busy_requests_says_slow_down() {
+    let r = common::start_with(|c| c.limits.connections.max_connections = 2).await;
+    let bucket = r.bucket("busy").await;
+    let host = r.addr.to_string();
+    // Two signed uploads that have sent half their body.
+    let body = vec![7u8; 1000];
+    let mut uploads = Vec::new();
+    for key in ["a", "b"] {
+        let path = format!("/{bucket}/{key}");
+        let headers = raw::sign(
+            "PUT",
+            &path,
+            &[("host".into(), host.clone()), ("content-length".into(), "1000".into())],
+            &raw::sha256_hex(&body),
+            ACCESS_KEY,
+            SECRET_KEY,
+        );
+        let mut stream = TcpStream::connect(r.addr).await.unwrap();
+        let mut head = format!("PUT {path} HTTP/1.1\r\n");
+        for (k, v) in &headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..500]).await.unwrap();
+        uploads.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, text) = raw::send(r.addr, "GET / HTTP/1.1", &[("host".into(), host.clone())], b"").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("<Code>SlowDown</Code>") && text.contains("Retry-After: 1"),
+        "{text}"
+    );
+    for stream in &mut uploads {
+        stream.write_all(&body[500..]).await.unwrap();
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(r.get(&bucket, "a").await, body);
+    assert_eq!(r.get(&bucket, "b").await, body);
+}
+
+/// Over its request rate, a client gets `503 SlowDown` with `Retry-After`, writes nothing, and
+/// the SDK's own retries get it through; a client without the key counts apart.
+#[tokio::test]
+async fn a_client_over_its_rate_is_told_to_slow_down() {
+    let r = common::start_with(|c| c.limits.requests_per_second = NonZeroU32::new(5)).await;
+    let bucket = r.bucket("rated").await;
+    let host = r.addr.to_string();
+    let mut slowed = Vec::new();
+    for i in 0..20 {
+        let path = format!("/{bucket}/k{i}");
+        let headers = raw::sign(
+            "PUT",
+            &path,
+            &[("host".into(), host.clone()), ("content-length".into(), "1".into())],
+            &raw::sha256_hex(b"x"),
+            ACCESS_KEY,
+            SECRET_KEY,
+        );
+        let (status, text) = raw::send(r.addr, &format!("PUT {path} HTTP/1.1"), &headers, b"x").await;
+        match status {
+            200 => {}
+            503 => {
+                assert!(
+                    text.contains("<Code>SlowDown</Code>") && text.contains("retry-after: 1"),
+                    "{text}"
+                );
+                slowed.push(format!("k{i}"));
+            }
+            other => panic!("{other}: {text}"),
+        }
+    }
+    assert!(
+        slowed.len() >= 10,
+        "only {} of 20 were slowed at 5 per second",
+        slowed.len()
+    );
+    // Strangers (no key) count apart: the keyholder's bucket is empty, theirs is not, so they
+    // get the usual answer.
+    let (status, text) = raw::send(r.addr, "GET / HTTP/1.1", &[("host".into(), host.clone())], b"").await;
+    assert_eq!(status, 403, "{text}");
+    // A refused PUT wrote nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stored = common::list_keys(&r.client, &bucket).await;
+    assert_eq!(stored.len(), 20 - slowed.len(), "{stored:?}");
+    assert!(slowed.iter().all(|k| !stored.contains(k)), "{stored:?}");
+    // The SDK retries SlowDown with backoff and gets through.
+    for i in 0..10 {
+        r.client
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("sdk{i}"))
+            .body(b"y".to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sdk{i}: {}", common::code(&e)));
+    }
+}
