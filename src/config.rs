@@ -38,6 +38,8 @@ pub struct RelayConfig {
     pub switchboard: tunnel::SwitchLimits,
     /// What clients may take of the relay (`--max-connections`, `--requests-per-second`, …).
     pub limits: crate::limit_args::Limits,
+    /// HTTPS on the S3 endpoint (`--tls-cert`, `--tls-key`).
+    pub tls: Option<gateway::TlsFiles>,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -65,6 +67,7 @@ impl RelayConfig {
             mailbox_sweep: std::time::Duration::from_secs(15 * 60),
             switchboard: tunnel::SwitchLimits::default(),
             limits: crate::limit_args::Limits::default(),
+            tls: None,
         }
     }
 
@@ -80,6 +83,9 @@ impl RelayConfig {
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub s3_addr: Option<SocketAddr>,
+    /// As for `--tls-cert` and `--tls-key`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub max_object_size: Option<u64>,
     /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.
     pub iroh_relay: Option<String>,

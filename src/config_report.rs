@@ -79,6 +79,22 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             },
         },
         Row {
+            key: "tls_cert",
+            value: config
+                .tls
+                .as_ref()
+                .map_or("off (plain HTTP)".into(), |t| t.cert.display().to_string()),
+            source: src("tls_cert", file.tls_cert.is_some()),
+        },
+        Row {
+            key: "tls_key",
+            value: config
+                .tls
+                .as_ref()
+                .map_or("off".into(), |t| t.key.display().to_string()),
+            source: src("tls_key", file.tls_key.is_some()),
+        },
+        Row {
             key: "s3_domains",
             value: if config.s3_domains.is_empty() {
                 "none".into()
@@ -367,6 +383,9 @@ pub const EXAMPLE: &str = r#"{
 
   // The plain-HTTP S3 endpoint (off unless set here or with --s3 / --s3-addr).
   // "s3_addr": "127.0.0.1:8333",
+  // HTTPS on it: a PEM certificate chain and key (example), re-read when they change.
+  // "tls_cert": "/etc/letsencrypt/live/relay.example.org/fullchain.pem",
+  // "tls_key": "/etc/letsencrypt/live/relay.example.org/privkey.pem",
   // Host names clients reach the S3 endpoint by (virtual-hosted style on <bucket>.NAME).
   // "s3_domains": ["relay.example.org"],
   // Largest object accepted, in bytes (5 GiB).

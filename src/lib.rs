@@ -47,6 +47,7 @@ pub struct Relay {
 
 struct HttpListener {
     addr: SocketAddr,
+    tls: bool,
     stop: oneshot::Sender<()>,
     /// Resolves to whether every request finished within the grace period.
     server: JoinHandle<bool>,
@@ -95,6 +96,7 @@ impl Relay {
                     addr,
                     gateway::frontend(store.clone(), &gateway_config),
                     config.limits.connections,
+                    config.tls.as_ref(),
                 )
                 .await?,
             ),
@@ -130,9 +132,11 @@ impl Relay {
         self.http.as_ref().map(|h| h.addr)
     }
 
-    /// The HTTP endpoint URL, for S3 clients.
+    /// The HTTP endpoint URL, for S3 clients: `https://` when TLS is on.
     pub fn endpoint(&self) -> Option<String> {
-        self.s3_addr().map(|addr| format!("http://{addr}"))
+        let http = self.http.as_ref()?;
+        let scheme = if http.tls { "https" } else { "http" };
+        Some(format!("{scheme}://{}", http.addr))
     }
 
     /// The tunnel's iroh endpoint, when the tunnel runs.
@@ -181,7 +185,16 @@ async fn start_http(
     addr: SocketAddr,
     frontend: gateway::Frontend,
     mut limits: gateway::ConnectionLimits,
+    tls_files: Option<&gateway::TlsFiles>,
 ) -> anyhow::Result<HttpListener> {
+    let tls = tls_files.cloned().map(gateway::Tls::load).transpose()?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the S3 endpoint on {addr} is plain HTTP: object bodies are sealed, but anyone on the \
+             path sees bucket and key names, SigV4 request headers and presigned URLs (which can \
+             be replayed until they expire). Pass --tls-cert and --tls-key (PEM) to serve HTTPS"
+        );
+    }
     let open_files = fd_limit::raise();
     let cap = fd_limit::connection_cap(limits.max_connections, open_files);
     if cap < limits.max_connections {
@@ -201,12 +214,18 @@ async fn start_http(
         listener,
         frontend,
         limits,
+        tls.clone(),
         async move {
             let _ = stopped.await;
         },
         SHUTDOWN_GRACE,
     ));
-    Ok(HttpListener { addr, stop, server })
+    Ok(HttpListener {
+        addr,
+        tls: tls.is_some(),
+        stop,
+        server,
+    })
 }
 
 async fn start_tunnel(

@@ -169,6 +169,13 @@ pub struct RunArgs {
     /// HAVEN_RELAY_S3_ADDR).
     #[arg(long)]
     s3_port: Option<u16>,
+    /// Serve the S3 endpoint over HTTPS with this certificate chain (PEM, with --tls-key);
+    /// re-read when the file changes, so a renewal needs no restart.
+    #[arg(long, env = "HAVEN_RELAY_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "HAVEN_RELAY_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
     /// A host name clients reach this relay by (repeatable; `localhost` and IP addresses
@@ -232,6 +239,18 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
     if args.s3 || s3_addr.is_some() {
         config.s3_addr = Some(s3_addr.unwrap_or_else(|| DEFAULT_S3_ADDR.parse().expect("valid default")));
     }
+    config.tls = match (
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(gateway::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate and its key: --tls-cert and --tls-key"),
+    };
+    anyhow::ensure!(
+        config.tls.is_none() || config.s3_addr.is_some(),
+        "--tls-cert and --tls-key are for the S3 endpoint: add --s3 or --s3-addr"
+    );
     config.no_storage = args.no_storage.or(file.no_storage).unwrap_or(false);
     if let Some(days) = args.incomplete_upload_days.or(file.incomplete_upload_days) {
         anyhow::ensure!(days >= 1, "incomplete_upload_days must be at least 1");

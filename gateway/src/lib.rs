@@ -24,6 +24,7 @@ mod rate;
 mod request_log;
 mod s3;
 pub mod server;
+mod tls;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use crate::host::RelayHosts;
 
 pub use connections::ConnectionLimits;
 pub use server::{Frontend, serve_http};
+pub use tls::{Tls, TlsError, TlsFiles};
 
 /// Limits and identity of one gateway.
 #[derive(Debug, Clone)]

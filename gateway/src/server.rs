@@ -19,7 +19,7 @@ use s3s::Body;
 use s3s::service::S3Service;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Trust;
 use crate::chunked;
@@ -27,6 +27,7 @@ use crate::connections::{Admission, Busy, ConnectionLimits, Connections, FULL_RE
 use crate::cors::{CorsPolicy, Preflight};
 use crate::host::RelayHosts;
 use crate::rate::{self, Client, RequestRate};
+use crate::tls::Tls;
 
 /// Cap on hyper's per-connection read buffer. Body chunks are slices of it, so this (times
 /// the store's channel depth) bounds the memory of every upload; hyper's default (~400 KiB)
@@ -195,16 +196,18 @@ impl Frontend {
     }
 }
 
-/// Serves `frontend` over plain HTTP/1.1 until `shutdown` resolves, then stops accepting and
+/// Serves `frontend` over HTTP/1.1, in TLS if `tls` is given, until `shutdown` resolves, then stops accepting and
 /// gives in-flight requests up to `grace` to finish; `false` if some did not.
 pub async fn serve_http(
     listener: TcpListener,
     frontend: Frontend,
     limits: ConnectionLimits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
     let connections = Connections::new(limits.max_connections);
+    let reloader = tls.as_ref().map(Tls::spawn_reloader);
     // Every connection task holds a sender: when all are gone, `open_tasks` yields `None`.
     let (task_alive, mut open_tasks) = mpsc::channel::<()>(1);
     let (stop_all, stopping) = watch::channel(false);
@@ -225,30 +228,41 @@ pub async fn serve_http(
         let (ticket, evicted) = match connections.admit() {
             Admission::Admitted(ticket, evicted) => (Arc::new(ticket), evicted),
             Admission::Full => {
-                tokio::spawn(refuse(stream));
+                // A TLS client could not read a plain answer: it sees the connection close.
+                if tls.is_none() {
+                    tokio::spawn(refuse(stream));
+                }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = frontend.serve_tracked(stream, Some(ticket.clone()), Some(limits.header_timeout));
-        let mut stopping = stopping.clone();
+        let frontend = frontend.clone();
+        let stopping = stopping.clone();
         let task_alive = task_alive.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ticket = ticket;
             let _task_alive = task_alive;
-            tokio::pin!(conn);
-            tokio::select! {
-                ended = conn.as_mut() => return log_end(ended),
-                // Idle, or still sending headers: closed now, not after the header timeout.
-                _ = evicted => return,
-                _ = stopping.wait_for(|stop| *stop) => {}
-            }
-            // Closes at once if idle; otherwise after the exchange in flight.
-            conn.as_mut().graceful_shutdown();
-            log_end(conn.await);
+            let mut evicted = evicted;
+            let Some(tls) = tls else {
+                return serve_one(frontend, stream, ticket, evicted, stopping, limits.header_timeout).await;
+            };
+            // The handshake counts against the header timeout; an evicted one just ends.
+            let handshake = tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                },
+                _ = &mut evicted => return,
+            };
+            serve_one(frontend, stream, ticket, evicted, stopping, limits.header_timeout).await;
         });
     }
     drop(listener);
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     drop(task_alive);
     let _ = stop_all.send(true);
     let finished = tokio::time::timeout(grace, open_tasks.recv()).await.is_ok();
@@ -256,6 +270,31 @@ pub async fn serve_http(
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
     finished
+}
+
+/// Serves one admitted connection until it ends, is evicted, or the server stops (then
+/// gracefully: the exchange in flight finishes).
+async fn serve_one<I>(
+    frontend: Frontend,
+    io: I,
+    ticket: Arc<Ticket>,
+    evicted: oneshot::Receiver<()>,
+    mut stopping: watch::Receiver<bool>,
+    header_timeout: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let conn = frontend.serve_tracked(io, Some(ticket.clone()), Some(header_timeout));
+    tokio::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => return log_end(ended),
+        // Idle, or still sending headers: closed now, not after the header timeout.
+        _ = evicted => return,
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    // Closes at once if idle; otherwise after the exchange in flight.
+    conn.as_mut().graceful_shutdown();
+    log_end(conn.await);
 }
 
 fn log_end(ended: Result<(), hyper::Error>) {
