@@ -183,6 +183,19 @@ struct ConnectArgs {
     tunnel: TunnelArgs,
 }
 
+/// What is logged: `RUST_LOG` on top of defaults that keep other crates' logs out unless named.
+/// s3s logs request bodies it cannot parse (DeleteObjects key names) at ERROR, so it stays off
+/// even at `RUST_LOG=info`; `RUST_LOG=s3s=debug` turns it on for debugging. Offline, iroh
+/// warns every few seconds that it cannot publish the node's address.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    const DEFAULTS: &str = "info,s3s=off,iroh=warn,iroh::address_lookup::pkarr=error,noq=warn,noq_proto=warn";
+    let directives = match rust_log {
+        Some(user) if !user.trim().is_empty() => format!("{DEFAULTS},{user}"),
+        _ => DEFAULTS.to_owned(),
+    };
+    tracing_subscriber::EnvFilter::builder().parse_lossy(directives)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Colour only for a person at a terminal: not into files or the journal, and never with
@@ -191,12 +204,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // Offline, iroh warns every few seconds that it cannot publish the node's address.
-                "info,s3s=off,iroh=warn,iroh::address_lookup::pkarr=error,noq=warn,noq_proto=warn".into()
-            }),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

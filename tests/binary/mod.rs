@@ -13,20 +13,30 @@ pub const TUNNEL: [&str; 4] = ["--iroh-relay", "disabled", "--iroh-addr", "127.0
 /// Starts `command` and returns it (killed when dropped) with the first word after `label`
 /// on the first stdout line that starts with it; the rest of stdout keeps draining in the
 /// background.
-pub fn spawn_until(mut command: Command, label: &str) -> (Running, String) {
+pub fn spawn_until(command: Command, label: &str) -> (Running, String) {
+    let (child, mut values) = spawn_until_all(command, &[label]);
+    (child, values.remove(0))
+}
+
+/// As [`spawn_until`], for several labels printed in this order.
+pub fn spawn_until_all(mut command: Command, labels: &[&str]) -> (Running, Vec<String>) {
     let mut child = Running(Some(command.stdout(Stdio::piped()).spawn().unwrap()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let value = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("{command:?} exited before printing {label}"))
-            .unwrap();
-        if let Some(rest) = line.trim().strip_prefix(label) {
-            break rest.split_whitespace().next().unwrap_or_default().to_owned();
-        }
-    };
+    let mut values = Vec::new();
+    for label in labels {
+        let value = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("{command:?} exited before printing {label}"))
+                .unwrap();
+            if let Some(rest) = line.trim().strip_prefix(label) {
+                break rest.split_whitespace().next().unwrap_or_default().to_owned();
+            }
+        };
+        values.push(value);
+    }
     std::thread::spawn(move || for _ in lines {});
-    (child, value)
+    (child, values)
 }
 
 /// `haven-relay ARGS` with stderr discarded.

@@ -38,8 +38,17 @@ pub fn sign(
     all.sort();
     let signed: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
     let canonical_headers: String = all.iter().map(|(k, v)| format!("{k}:{}\n", v.trim())).collect();
+    // A query (`?delete`) is signed as its sorted `name=value` pairs.
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| if p.contains('=') { p.to_owned() } else { format!("{p}=") })
+        .collect();
+    params.sort();
     let canonical = format!(
-        "{method}\n{path}\n\n{canonical_headers}\n{}\n{payload_hash}",
+        "{method}\n{path}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
+        params.join("&"),
         signed.join(";")
     );
     let scope = format!("{date}/us-east-1/s3/aws4_request");
