@@ -11,6 +11,7 @@ mod jsonc;
 pub mod limit_args;
 pub mod mail;
 pub mod pipe;
+pub mod private_files;
 pub mod run_args;
 pub mod storage;
 mod tunnel_port;
@@ -60,6 +61,8 @@ impl Relay {
             config.s3_addr.is_some() || config.tunnel.is_some(),
             "no transport selected: pass --link (the circle link from the app) and/or --s3"
         );
+        private_files::close_data_dir(&config.data_dir)
+            .with_context(|| format!("making {} private", config.data_dir.display()))?;
         let storage::OpenedStore { store, mirrors } = storage::open(config).await?;
         let upload_expiry = (!config.no_storage).then(|| {
             backends::upload_expiry::spawn(

@@ -198,6 +198,7 @@ fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    haven_relay::private_files::restrict_new_files();
     // Colour only for a person at a terminal: not into files or the journal, and never with
     // NO_COLOR set (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();

@@ -800,3 +800,50 @@ fn a_run_that_fails_to_start_joins_nothing() {
         .unwrap();
     assert!(listed.stdout.is_empty());
 }
+
+/// Other local users read nothing in the data dir: an old one (0755, files 0644) is closed at
+/// start, and everything the relay writes is the relay user's alone, whatever the umask.
+#[test]
+fn the_data_dir_is_private_to_the_relay_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("old")).unwrap();
+    std::fs::write(data.join("old/file"), b"from an older version").unwrap();
+    for (path, mode) in [("", 0o755), ("old", 0o755), ("old/file", 0o644)] {
+        std::fs::set_permissions(data.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let (_relay, endpoint) = http_relay(&data, false);
+    assert!(aws_at(&endpoint, &["s3", "mb", "s3://private"]).status.success());
+    let file = dir.path().join("sealed");
+    std::fs::write(&file, b"sealed").unwrap();
+    assert!(
+        aws_at(&endpoint, &["s3", "cp", file.to_str().unwrap(), "s3://private/k"])
+            .status
+            .success()
+    );
+    let started = std::time::Instant::now();
+    while !data.join(".private").exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the walk never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut pending = vec![data.clone()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o077,
+            0,
+            "{} is open to others",
+            path.display()
+        );
+        seen += 1;
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 10, "only {seen} entries");
+}
