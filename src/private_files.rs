@@ -69,7 +69,13 @@ fn close_contents(dir: &Path) -> std::io::Result<u64> {
             }
         }
     }
-    std::fs::write(dir.join(DONE_MARKER), b"")?;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(DONE_MARKER))?;
     Ok(changed)
 }
 
