@@ -40,6 +40,8 @@ pub struct RelayConfig {
     pub limits: crate::limit_args::Limits,
     /// HTTPS on the S3 endpoint (`--tls-cert`, `--tls-key`).
     pub tls: Option<gateway::TlsFiles>,
+    /// The ops listener: `/health`, `/ready`, `/metrics` (`--ops-addr`).
+    pub ops_addr: Option<SocketAddr>,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -68,6 +70,7 @@ impl RelayConfig {
             switchboard: tunnel::SwitchLimits::default(),
             limits: crate::limit_args::Limits::default(),
             tls: None,
+            ops_addr: None,
         }
     }
 
@@ -83,6 +86,8 @@ impl RelayConfig {
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub s3_addr: Option<SocketAddr>,
+    /// As for `--ops-addr`.
+    pub ops_addr: Option<SocketAddr>,
     /// As for `--tls-cert` and `--tls-key`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

@@ -79,6 +79,11 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             },
         },
         Row {
+            key: "ops_addr",
+            value: config.ops_addr.map_or("off".into(), |a| a.to_string()),
+            source: src("ops_addr", file.ops_addr.is_some()),
+        },
+        Row {
             key: "tls_cert",
             value: config
                 .tls
@@ -383,6 +388,8 @@ pub const EXAMPLE: &str = r#"{
 
   // The plain-HTTP S3 endpoint (off unless set here or with --s3 / --s3-addr).
   // "s3_addr": "127.0.0.1:8333",
+  // /health, /ready and /metrics (Prometheus) for monitoring (example; default: off).
+  // "ops_addr": "127.0.0.1:9090",
   // HTTPS on it: a PEM certificate chain and key (example), re-read when they change.
   // "tls_cert": "/etc/letsencrypt/live/relay.example.org/fullchain.pem",
   // "tls_key": "/etc/letsencrypt/live/relay.example.org/privkey.pem",

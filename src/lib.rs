@@ -10,6 +10,7 @@ pub mod health;
 mod jsonc;
 pub mod limit_args;
 pub mod mail;
+pub mod ops;
 pub mod pipe;
 pub mod private_files;
 pub mod run_args;
@@ -44,6 +45,8 @@ pub struct Relay {
     /// Tells `haven-relay health` this relay is alive.
     heartbeat: JoinHandle<()>,
     data_dir: std::path::PathBuf,
+    /// The ops listener's address and task, when `--ops-addr` is set.
+    ops: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 struct HttpListener {
@@ -63,7 +66,14 @@ impl Relay {
         );
         private_files::close_data_dir(&config.data_dir)
             .with_context(|| format!("making {} private", config.data_dir.display()))?;
-        let storage::OpenedStore { store, mirrors } = storage::open(config).await?;
+        let storage::OpenedStore { store, mirrors, local } = storage::open(config).await?;
+        let (ops, s3_metrics) = match config.ops_addr {
+            Some(_) => {
+                let (ops, metrics) = ops::Ops::new();
+                (Some(ops), Some(metrics))
+            }
+            None => (None, None),
+        };
         let upload_expiry = (!config.no_storage).then(|| {
             backends::upload_expiry::spawn(
                 store.clone(),
@@ -92,6 +102,7 @@ impl Relay {
             secret_key: credentials.secret_key.clone(),
             s3_domains: config.s3_domains.clone(),
             requests_per_second: config.limits.requests_per_second,
+            metrics: s3_metrics,
         };
         let http = match config.s3_addr {
             Some(addr) => Some(
@@ -118,6 +129,18 @@ impl Relay {
             ),
             None => None,
         };
+        let ops = match (ops, config.ops_addr) {
+            (Some(ops), Some(addr)) => {
+                let sources = ops::Sources {
+                    local,
+                    mirrors: mirrors.clone(),
+                    mailbox: mailbox.clone(),
+                    tunnel: tunnel.as_ref().map(|t| t.stats()),
+                };
+                Some(ops.serve(addr, sources).await?)
+            }
+            _ => None,
+        };
         Ok(Relay {
             http,
             tunnel,
@@ -127,7 +150,13 @@ impl Relay {
             mailbox_sweep,
             heartbeat: health::spawn(&config.data_dir),
             data_dir: config.data_dir.clone(),
+            ops,
         })
+    }
+
+    /// Where the ops listener (`/health`, `/ready`, `/metrics`) listens, if it runs.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Where the plain-HTTP S3 endpoint listens (the real port when 0 was asked for).
@@ -179,6 +208,9 @@ impl Relay {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, mailbox.settled()).await;
         }
         self.heartbeat.abort();
+        if let Some((_, ops)) = self.ops {
+            ops.abort();
+        }
         health::mark_stopped(&self.data_dir);
         finished
     }

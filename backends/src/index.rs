@@ -24,6 +24,10 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    /// Objects and their bytes.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.entries.len() as u64, self.entries.values().map(|e| e.size).sum())
+    }
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }

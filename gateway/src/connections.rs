@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::metrics::S3Metrics;
+
 /// The HTTP listener's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -43,6 +45,7 @@ impl Default for ConnectionLimits {
 pub(crate) struct Connections {
     max: usize,
     table: Mutex<Table>,
+    metrics: Option<Arc<S3Metrics>>,
 }
 
 #[derive(Default)]
@@ -69,10 +72,11 @@ pub(crate) enum Admission {
 }
 
 impl Connections {
-    pub(crate) fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize, metrics: Option<Arc<S3Metrics>>) -> Arc<Self> {
         Arc::new(Self {
             max: max.max(1),
             table: Mutex::new(Table::default()),
+            metrics,
         })
     }
 
@@ -87,6 +91,9 @@ impl Connections {
                 .min_by_key(|(_, e)| e.idle_since)
                 .map(|(id, _)| *id);
             let Some(idlest) = idlest else {
+                if let Some(m) = &self.metrics {
+                    m.connections_refused.inc();
+                }
                 return Admission::Full;
             };
             // Gone from the table at once, so the count stays at the cap; its socket closes
@@ -94,10 +101,17 @@ impl Connections {
             if let Some(evict) = table.open.remove(&idlest).and_then(|mut e| e.evict.take()) {
                 let _ = evict.send(());
             }
+            if let Some(m) = &self.metrics {
+                m.connections_evicted.inc();
+                m.connections_open.dec();
+            }
             tracing::debug!("connection cap reached; closed the connection idle longest");
         }
         let id = table.next_id;
         table.next_id += 1;
+        if let Some(m) = &self.metrics {
+            m.connections_open.inc();
+        }
         let (evict, evicted) = oneshot::channel();
         table.open.insert(
             id,
@@ -148,12 +162,17 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.connections
+        let removed = self
+            .connections
             .table
             .lock()
             .expect("connection table poisoned")
             .open
             .remove(&self.id);
+        // An evicted connection was counted out when it was evicted.
+        if let (Some(_), Some(m)) = (removed, &self.connections.metrics) {
+            m.connections_open.dec();
+        }
     }
 }
 
@@ -195,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_new_connection_takes_the_place_of_the_one_idle_longest() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, None);
         let (first, mut first_evicted) = admitted(&connections);
         std::thread::sleep(Duration::from_millis(5));
         let (_second, mut second_evicted) = admitted(&connections);
@@ -209,7 +228,7 @@ mod tests {
 
     #[test]
     fn busy_connections_are_never_evicted_and_a_full_table_refuses() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, None);
         let (first, mut first_evicted) = admitted(&connections);
         let (second, _) = admitted(&connections);
         let busy_first = first.busy();

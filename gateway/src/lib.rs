@@ -18,6 +18,7 @@ mod error;
 mod get;
 pub mod host;
 mod list;
+pub mod metrics;
 mod multipart;
 mod put;
 mod rate;
@@ -53,6 +54,8 @@ pub struct GatewayConfig {
     pub s3_domains: Vec<String>,
     /// Requests per second one client may make (see [`rate`]); `None`: no limit.
     pub requests_per_second: Option<std::num::NonZeroU32>,
+    /// Where requests are counted for `/metrics`, if anywhere.
+    pub metrics: Option<Arc<metrics::S3Metrics>>,
 }
 
 impl GatewayConfig {

@@ -67,6 +67,22 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// A short name from a bounded set, for a metrics label: the method (unusual ones as
+    /// `OTHER`), the target and the first subresource, so that no client can grow the number of
+    /// time series by what it sends.
+    pub fn label(&self) -> String {
+        let method = match self.method.as_str() {
+            m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "OPTIONS") => m,
+            _ => "OTHER",
+        };
+        match self.subresources.first() {
+            Some(sub) => format!("{method} {}?{sub}", self.target),
+            None => format!("{method} {}", self.target),
+        }
+    }
+}
+
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.method, self.target)?;

@@ -26,6 +26,7 @@ use crate::chunked;
 use crate::connections::{Admission, Busy, ConnectionLimits, Connections, FULL_RESPONSE, Ticket};
 use crate::cors::{CorsPolicy, Preflight};
 use crate::host::RelayHosts;
+use crate::metrics::{Recorded, S3Metrics};
 use crate::rate::{self, Client, RequestRate};
 use crate::tls::Tls;
 
@@ -46,6 +47,7 @@ pub struct Frontend {
     access_key: Arc<str>,
     /// The member every request on this frontend comes from (set per tunnel connection).
     node: Option<Arc<str>>,
+    metrics: Option<Arc<S3Metrics>>,
 }
 
 impl Frontend {
@@ -64,6 +66,7 @@ impl Frontend {
             rate: config.requests_per_second.map(|r| Arc::new(RequestRate::new(r))),
             access_key: config.access_key.as_str().into(),
             node: None,
+            metrics: config.metrics.clone(),
         }
     }
 
@@ -192,6 +195,21 @@ impl Frontend {
             tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request");
         }
         tracing::debug!(%method, %path, status, "request target");
+        if let Some(metrics) = &self.metrics {
+            metrics.record(Recorded {
+                transport: if self.trust == Trust::Transport {
+                    "tunnel"
+                } else {
+                    "http"
+                },
+                operation: op.label(),
+                status,
+                seconds: started.elapsed().as_secs_f64(),
+                bytes_in: bytes_in.unwrap_or(0),
+                bytes_out: bytes_out.unwrap_or(0),
+                slowed: too_fast.is_some(),
+            });
+        }
         response
     }
 }
@@ -206,7 +224,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> bool {
-    let connections = Connections::new(limits.max_connections);
+    let connections = Connections::new(limits.max_connections, frontend.metrics.clone());
     let reloader = tls.as_ref().map(Tls::spawn_reloader);
     // Every connection task holds a sender: when all are gone, `open_tasks` yields `None`.
     let (task_alive, mut open_tasks) = mpsc::channel::<()>(1);

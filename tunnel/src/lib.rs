@@ -41,5 +41,5 @@ pub use endpoint::{EndpointOptions, RelayChoice};
 pub use error::TunnelError;
 pub use iroh::{Endpoint, EndpointAddr, EndpointId, SecretKey};
 pub use mailbox_client::{InboxStream, MailboxClient};
-pub use server::TunnelServer;
+pub use server::{TunnelServer, TunnelStats};
 pub use switch_server::SwitchLimits;

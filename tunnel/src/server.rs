@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,8 +48,54 @@ impl Connections {
     }
 }
 
+/// How many member connections the tunnel took and holds, per protocol, and how many
+/// strangers it refused: counts only, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    accepted: [AtomicU64; 3],
+    open: [AtomicU64; 3],
+    refused: AtomicU64,
+}
+
+impl TunnelStats {
+    /// The protocols, in the order [`TunnelStats::per_service`] reports them.
+    pub const SERVICES: [&'static str; 3] = ["s3", "mailbox", "switchboard"];
+
+    /// Per protocol: (name, connections accepted since start, connections open now).
+    pub fn per_service(&self) -> [(&'static str, u64, u64); 3] {
+        std::array::from_fn(|i| {
+            (
+                Self::SERVICES[i],
+                self.accepted[i].load(Ordering::Relaxed),
+                self.open[i].load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Connections refused because the node was not a member.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection to service `i` as open until the guard drops.
+    fn opened(self: &Arc<Self>, i: usize) -> OpenConnection {
+        self.accepted[i].fetch_add(1, Ordering::Relaxed);
+        self.open[i].fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone(), i)
+    }
+}
+
+struct OpenConnection(Arc<TunnelStats>, usize);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open[self.1].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A running tunnel listener.
 pub struct TunnelServer {
+    stats: Arc<TunnelStats>,
     endpoint: Endpoint,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -69,6 +116,7 @@ impl TunnelServer {
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let connections = Connections::default();
+        let stats = Arc::new(TunnelStats::default());
         let services = Services {
             frontend,
             mailbox,
@@ -79,16 +127,26 @@ impl TunnelServer {
             services,
             members.clone(),
             connections.clone(),
+            stats.clone(),
             stopped.clone(),
         ))];
         if let Some(dir) = members_dir {
             tasks.push(tokio::spawn(watch_members(dir, members, connections, stopped)));
         }
-        Self { endpoint, stop, tasks }
+        Self {
+            stats,
+            endpoint,
+            stop,
+            tasks,
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    pub fn stats(&self) -> Arc<TunnelStats> {
+        self.stats.clone()
     }
 
     /// Stops accepting, gives in-flight requests up to `grace`, then closes the endpoint.
@@ -118,6 +176,7 @@ async fn accept_loop(
     services: Services,
     members: Members,
     connections: Connections,
+    stats: Arc<TunnelStats>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = Graceful::default();
@@ -129,8 +188,13 @@ async fn accept_loop(
             },
             _ = stopped.wait_for(|s| *s) => break,
         };
-        let (services, members, connections, graceful) =
-            (services.clone(), members.clone(), connections.clone(), graceful.clone());
+        let (services, members, connections, graceful, stats) = (
+            services.clone(),
+            members.clone(),
+            connections.clone(),
+            graceful.clone(),
+            stats.clone(),
+        );
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(conn) => conn,
@@ -148,6 +212,7 @@ async fn accept_loop(
                      `haven-relay members add NODE_ID` admits a node)"
                 );
                 tracing::debug!(peer = %peer.fmt_short(), "refused node");
+                stats.refused.fetch_add(1, Ordering::Relaxed);
                 conn.close(VarInt::from_u32(NOT_A_MEMBER), b"not a member of this circle");
                 return;
             }
@@ -155,12 +220,17 @@ async fn accept_loop(
             connections.add(peer, conn.clone());
             match conn.alpn() {
                 alpn if alpn == crate::MAILBOX_ALPN => {
+                    let _open = stats.opened(1);
                     crate::mailbox_server::serve(conn, services.mailbox, members).await
                 }
                 alpn if alpn == crate::SWITCH_ALPN => {
+                    let _open = stats.opened(2);
                     crate::switch_server::serve(conn, services.switchboard, members).await
                 }
-                _ => serve_streams(conn, services.frontend, &graceful).await,
+                _ => {
+                    let _open = stats.opened(0);
+                    serve_streams(conn, services.frontend, &graceful).await
+                }
             }
         });
     }

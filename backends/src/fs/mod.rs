@@ -101,6 +101,16 @@ impl FsStore {
         self.layout.root()
     }
 
+    /// Objects stored and their bytes, over every bucket (the mailbox's included), from the
+    /// in-memory index: cheap enough for every metrics scrape.
+    pub fn usage(&self) -> (u64, u64) {
+        let buckets = self.buckets.read().expect("buckets lock");
+        buckets.values().fold((0, 0), |(objects, bytes), b| {
+            let (o, s) = b.index.read().expect("index lock").usage();
+            (objects + o, bytes + s)
+        })
+    }
+
     /// The names of a bucket's documents (for copying a bucket elsewhere).
     pub async fn bucket_doc_names(&self, bucket: &str) -> Result<Vec<String>> {
         self.bucket(bucket)?;
