@@ -42,6 +42,8 @@ pub struct RelayConfig {
     pub tls: Option<gateway::TlsFiles>,
     /// The ops listener: `/health`, `/ready`, `/metrics` (`--ops-addr`).
     pub ops_addr: Option<SocketAddr>,
+    /// Bytes the relay may hold in all (`--max-storage`); `None`: no quota.
+    pub max_storage: Option<u64>,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -71,6 +73,7 @@ impl RelayConfig {
             limits: crate::limit_args::Limits::default(),
             tls: None,
             ops_addr: None,
+            max_storage: None,
         }
     }
 
@@ -92,6 +95,8 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_object_size: Option<u64>,
+    /// As for `--max-storage`: bytes, or a string such as "500M" or "2G".
+    pub max_storage: Option<crate::byte_size::ByteSize>,
     /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.
     pub iroh_relay: Option<String>,
     pub iroh_addr: Option<SocketAddr>,

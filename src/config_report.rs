@@ -124,6 +124,11 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             source: src("max_object_size", file.max_object_size.is_some()),
         },
         Row {
+            key: "max_storage",
+            value: config.max_storage.map_or("no quota".into(), |b| b.to_string()),
+            source: src("max_storage", file.max_storage.is_some()),
+        },
+        Row {
             key: "no_storage",
             value: config.no_storage.to_string(),
             source: src("no_storage", file.no_storage.is_some()),
@@ -397,6 +402,8 @@ pub const EXAMPLE: &str = r#"{
   // "s3_domains": ["relay.example.org"],
   // Largest object accepted, in bytes (5 GiB).
   // "max_object_size": 5368709120,
+  // Storage quota for the whole relay: bytes or "500M", "2G" (example; default: none).
+  // "max_storage": "20G",
   // Unfinished multipart uploads are aborted after this many days.
   // "incomplete_upload_days": 7,
   // A connection-only relay: store nothing.

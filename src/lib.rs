@@ -1,10 +1,12 @@
 //! Wiring for the `haven-relay` binary: configuration, credentials, and starting the relay.
 //! The S3 protocol lives in `gateway`, storage in `backends`; nothing here knows either's insides.
 
+pub mod byte_size;
 pub mod circle;
 pub mod config;
 pub mod config_report;
 pub mod credentials;
+pub mod data_dir_lock;
 pub mod fd_limit;
 pub mod health;
 mod jsonc;
@@ -41,12 +43,16 @@ pub struct Relay {
     upload_expiry: Option<JoinHandle<()>>,
     /// `None` without storage.
     mailbox: Option<Arc<mailbox::Mailbox>>,
+    /// Keeps the storage quota's count of staged parts true; `None` without a quota.
+    quota_refresh: Option<JoinHandle<()>>,
     mailbox_sweep: Option<JoinHandle<()>>,
     /// Tells `haven-relay health` this relay is alive.
     heartbeat: JoinHandle<()>,
     data_dir: std::path::PathBuf,
     /// The ops listener's address and task, when `--ops-addr` is set.
     ops: Option<(SocketAddr, JoinHandle<()>)>,
+    /// Released when the relay is dropped, after everything else has stopped.
+    _lock: data_dir_lock::DataDirLock,
 }
 
 struct HttpListener {
@@ -64,9 +70,12 @@ impl Relay {
             config.s3_addr.is_some() || config.tunnel.is_some(),
             "no transport selected: pass --link (the circle link from the app) and/or --s3"
         );
+        let lock = data_dir_lock::lock(&config.data_dir).await?;
         private_files::close_data_dir(&config.data_dir)
             .with_context(|| format!("making {} private", config.data_dir.display()))?;
         let storage::OpenedStore { store, mirrors, local } = storage::open(config).await?;
+        let quota = storage_quota(config, local.as_ref(), mirrors.as_ref());
+        let quota_refresh = quota.as_ref().map(|q| q.spawn_refresher(store.clone()));
         let (ops, s3_metrics) = match config.ops_addr {
             Some(_) => {
                 let (ops, metrics) = ops::Ops::new();
@@ -103,6 +112,7 @@ impl Relay {
             s3_domains: config.s3_domains.clone(),
             requests_per_second: config.limits.requests_per_second,
             metrics: s3_metrics,
+            quota: quota.clone(),
         };
         let http = match config.s3_addr {
             Some(addr) => Some(
@@ -147,10 +157,12 @@ impl Relay {
             mirrors,
             upload_expiry,
             mailbox,
+            quota_refresh,
             mailbox_sweep,
             heartbeat: health::spawn(&config.data_dir),
             data_dir: config.data_dir.clone(),
             ops,
+            _lock: lock,
         })
     }
 
@@ -208,12 +220,37 @@ impl Relay {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, mailbox.settled()).await;
         }
         self.heartbeat.abort();
+        if let Some(refresh) = self.quota_refresh {
+            refresh.abort();
+        }
         if let Some((_, ops)) = self.ops {
             ops.abort();
         }
         health::mark_stopped(&self.data_dir);
         finished
     }
+}
+
+/// The storage quota, counting what the store holds (the embedded store's index or the mirror
+/// set's catalog); none without `--max-storage` or without storage.
+fn storage_quota(
+    config: &RelayConfig,
+    local: Option<&Arc<backends::fs::FsStore>>,
+    mirrors: Option<&Arc<backends::mirror::MirrorStore>>,
+) -> Option<Arc<gateway::quota::StorageQuota>> {
+    let max = config.max_storage?;
+    let stored: gateway::quota::StoredBytes = match (local, mirrors) {
+        (Some(local), _) => {
+            let local = local.clone();
+            Arc::new(move || local.usage().1)
+        }
+        (None, Some(mirrors)) => {
+            let mirrors = mirrors.clone();
+            Arc::new(move || mirrors.usage().1)
+        }
+        (None, None) => return None,
+    };
+    Some(gateway::quota::StorageQuota::new(max, stored))
 }
 
 async fn start_http(

@@ -82,6 +82,27 @@ impl MailboxArgs {
             "mailbox lifetimes must be at least one day"
         );
         anyhow::ensure!(
+            limits.default_lifetime_days <= limits.max_lifetime_days,
+            "mailbox.default_lifetime_days ({}) is longer than mailbox.max_lifetime_days ({})",
+            limits.default_lifetime_days,
+            limits.max_lifetime_days
+        );
+        for (key, value) in [
+            ("mailbox.max_message_bytes", limits.max_message_bytes),
+            ("mailbox.max_queued_messages", limits.max_queued_messages as u64),
+            ("mailbox.posts_per_minute", u64::from(limits.posts_per_minute)),
+        ] {
+            anyhow::ensure!(value >= 1, "{key} must be at least 1 (0 would refuse every message)");
+        }
+        anyhow::ensure!(
+            limits.max_message_bytes <= limits.max_queued_bytes && limits.max_message_bytes <= limits.max_total_bytes,
+            "mailbox.max_message_bytes ({}) is more than a recipient's queue (max_queued_bytes {}) \
+             or the whole mailbox (max_total_bytes {}) may hold",
+            limits.max_message_bytes,
+            limits.max_queued_bytes,
+            limits.max_total_bytes
+        );
+        anyhow::ensure!(
             limits.max_message_bytes <= mailbox::frame::MAX_PAYLOAD,
             "the largest mailbox message is at most {} bytes (bigger ones go to S3)",
             mailbox::frame::MAX_PAYLOAD

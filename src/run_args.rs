@@ -193,6 +193,10 @@ pub struct RunArgs {
     /// Largest object accepted, in bytes (default 5 GiB).
     #[arg(long, env = "HAVEN_RELAY_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<u64>,
+    /// Storage quota for the whole relay: bytes, or with a unit such as 500M, 2G, 1T (powers of
+    /// 1024; 2GB is 2,000,000,000). Writes past it get 403 QuotaExceeded (default: none).
+    #[arg(long, env = "HAVEN_RELAY_MAX_STORAGE", value_name = "SIZE")]
+    pub max_storage: Option<crate::byte_size::ByteSize>,
     /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
     /// `--no-storage=false` turns off a relay.json `no_storage: true`.
     #[arg(long, env = "HAVEN_RELAY_NO_STORAGE", num_args = 0..=1, default_missing_value = "true",
@@ -262,8 +266,11 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
         config.incomplete_upload_max_age = Duration::from_secs(days * 24 * 3600);
     }
     if let Some(max) = args.max_object_size.or(file.max_object_size) {
+        anyhow::ensure!(max >= 1, "max_object_size must be at least 1 byte");
         config.max_object_size = max;
     }
+    config.max_storage = args.max_storage.or(file.max_storage).map(|b| b.0);
+    anyhow::ensure!(config.max_storage != Some(0), "max_storage must be more than 0");
     config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
     config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
     config.limits = args.limits.resolve(file.limits.as_ref())?;

@@ -550,6 +550,8 @@ fn config_show_says_what_wins_and_why() {
     assert_eq!(line(&text, "switchboard.pipes_per_member"), "3 (flag)");
     assert_eq!(line(&text, "limits.max_connections"), "66 (flag)");
     assert_eq!(line(&text, "limits.requests_per_second"), "50 (flag)");
+    let text = show(&["--max-storage", "500M"], &[]);
+    assert_eq!(line(&text, "max_storage"), "524288000 (flag)");
     let text = show(&["--backend-timeout", "9"], &[]);
     assert_eq!(line(&text, "backend_timeout_secs"), "9 (flag)");
     // A flag beats a variable even when they are two different flags for one setting.
@@ -846,4 +848,54 @@ fn the_data_dir_is_private_to_the_relay_user() {
         }
     }
     assert!(seen > 10, "only {seen} entries");
+}
+
+/// One relay per data dir, also without storage (which opens no store and so took no lock):
+/// a second start says another relay runs there, and starts fine once the first has stopped.
+#[test]
+fn a_second_relay_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut command = Command::new(BIN);
+        command
+            .args(["run", "--no-storage", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stderr(Stdio::piped());
+        command
+    };
+    let (first, _) = binary::spawn_until(start(), "S3 endpoint:");
+    let out = start().output().unwrap();
+    assert!(!out.status.success(), "a second relay started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already running with the data dir"), "{err}");
+    drop(first);
+    let (_again, endpoint) = binary::spawn_until(start(), "S3 endpoint:");
+    assert!(endpoint.starts_with("http://"));
+}
+
+/// Settings that cannot work together are refused at start, naming the keys.
+#[test]
+fn contradictory_mailbox_settings_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, why) in [
+        (
+            &["--mailbox-lifetime-days", "200"][..],
+            "mailbox.default_lifetime_days (200) is longer than mailbox.max_lifetime_days (120)",
+        ),
+        (
+            &["--mailbox-posts-per-minute", "0"][..],
+            "mailbox.posts_per_minute must be at least 1",
+        ),
+        (&["--max-object-size", "0"][..], "max_object_size must be at least 1"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["config", "show", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
 }

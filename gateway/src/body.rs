@@ -61,6 +61,12 @@ impl BodyChecks {
     pub fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
     }
+
+    /// The payload size announced: aws-chunked's decoded length, else Content-Length.
+    pub fn declared_size(&self, content_length: Option<i64>) -> Option<u64> {
+        self.decoded_length
+            .or_else(|| content_length.and_then(|n| u64::try_from(n).ok()))
+    }
 }
 
 /// The SHA-256 in `x-amz-content-sha256`, if it is one; the markers of unsigned and aws-chunked

@@ -3,11 +3,14 @@
 //! The relay often sits behind a port-forward where anyone can open TCP connections. Each
 //! one costs a file descriptor, and the usual limit is 1024: a thousand idle strangers used to
 //! stop all service. So the number of connections is capped below the descriptor limit, and a
-//! connection over the cap does not wait in the kernel's queue: it takes the place of the
-//! connection that has been idle longest (no request in flight, including one still sending
-//! its headers). Only when every connection is busy with a request is a newcomer refused, with
-//! `503 SlowDown`. Slow or silent headers are cut by hyper's header timeout, which also
-//! bounds how long an idle keep-alive connection stays open.
+//! connection over the cap takes the place of the connection that has been idle longest (no
+//! request in flight, including one still sending its headers), once that one has been idle
+//! for [`MIN_IDLE_TO_EVICT`]: a connection just opened is about to send its request, and
+//! cutting it would turn a client's burst of parallel requests into connection resets. While
+//! no connection can give up its place, new ones wait (in the kernel's queue, and one of them
+//! up to [`WAIT_FOR_PLACE`] in ours); one that still finds every place busy with a request is
+//! refused with `503 SlowDown`. Slow or silent headers are cut by hyper's header timeout,
+//! which also bounds how long an idle keep-alive connection stays open.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::metrics::S3Metrics;
+
+/// How long a connection must have been idle before a newcomer may take its place.
+pub(crate) const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
+
+/// How long a newcomer waits for a place before it is refused.
+pub(crate) const WAIT_FOR_PLACE: Duration = Duration::from_secs(2);
 
 /// The HTTP listener's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +76,7 @@ struct Entry {
 pub(crate) enum Admission {
     /// Serve it; the receiver fires when a newer connection takes its place.
     Admitted(Ticket, oneshot::Receiver<()>),
-    /// Every connection is busy with a request.
+    /// No connection can give up its place now.
     Full,
 }
 
@@ -80,20 +89,19 @@ impl Connections {
         })
     }
 
-    /// Admits a connection, evicting the one idle longest if the cap is reached.
-    pub(crate) fn admit(self: &Arc<Self>) -> Admission {
+    /// Admits a connection, evicting the one idle longest (for at least `min_idle`) if the
+    /// cap is reached.
+    pub(crate) fn admit(self: &Arc<Self>, min_idle: Duration) -> Admission {
         let mut table = self.table.lock().expect("connection table poisoned");
         if table.open.len() >= self.max {
+            let now = Instant::now();
             let idlest = table
                 .open
                 .iter()
-                .filter(|(_, e)| e.busy == 0)
+                .filter(|(_, e)| e.busy == 0 && now.duration_since(e.idle_since) >= min_idle)
                 .min_by_key(|(_, e)| e.idle_since)
                 .map(|(id, _)| *id);
             let Some(idlest) = idlest else {
-                if let Some(m) = &self.metrics {
-                    m.connections_refused.inc();
-                }
                 return Admission::Full;
             };
             // Gone from the table at once, so the count stays at the cap; its socket closes
@@ -131,6 +139,13 @@ impl Connections {
     }
 
     /// How many connections are open (evicted ones no longer count).
+    /// Counts a connection refused for want of a place.
+    pub(crate) fn refused(&self) {
+        if let Some(m) = &self.metrics {
+            m.connections_refused.inc();
+        }
+    }
+
     #[cfg(test)]
     fn open(&self) -> usize {
         self.table.lock().expect("connection table poisoned").open.len()
@@ -206,7 +221,7 @@ mod tests {
     use super::*;
 
     fn admitted(connections: &Arc<Connections>) -> (Ticket, oneshot::Receiver<()>) {
-        match connections.admit() {
+        match connections.admit(Duration::ZERO) {
             Admission::Admitted(ticket, evicted) => (ticket, evicted),
             Admission::Full => panic!("refused"),
         }
@@ -233,12 +248,20 @@ mod tests {
         let (second, _) = admitted(&connections);
         let busy_first = first.busy();
         let _busy_second = second.busy();
-        assert!(matches!(connections.admit(), Admission::Full));
+        assert!(matches!(connections.admit(Duration::ZERO), Admission::Full));
         assert!(first_evicted.try_recv().is_err());
         // A request that ended makes its connection the idlest again.
         drop(busy_first);
         let (_third, _) = admitted(&connections);
         assert!(first_evicted.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_connection_just_opened_keeps_its_place() {
+        let connections = Connections::new(1, None);
+        let (_first, mut first_evicted) = admitted(&connections);
+        assert!(matches!(connections.admit(Duration::from_secs(60)), Admission::Full));
+        assert!(first_evicted.try_recv().is_err());
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub async fn copy_object(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Res
         if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
     }
     .check(&src.meta, precondition_failed)?;
+    let (_reserved, _) = gw.reserve(Some(src.meta.size))?;
     let attrs = if replace {
         convert::attrs(
             input.content_type,
@@ -134,6 +135,7 @@ pub async fn upload_part_copy(
     }
     .check(&src.meta, precondition_failed)?;
     let part_number = u32::try_from(input.part_number).map_err(|_| s3_error!(InvalidArgument, "bad part number"))?;
+    let (_reserved, _) = gw.reserve(Some(src.span.end - src.span.start))?;
     let part = gw
         .store
         .upload_part(
@@ -146,6 +148,7 @@ pub async fn upload_part_copy(
         )
         .await
         .map_err(to_s3)?;
+    gw.part_staged(part.size);
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(convert::etag(&part.etag)),

@@ -21,6 +21,7 @@ mod list;
 pub mod metrics;
 mod multipart;
 mod put;
+pub mod quota;
 mod rate;
 mod request_log;
 mod s3;
@@ -56,6 +57,8 @@ pub struct GatewayConfig {
     pub requests_per_second: Option<std::num::NonZeroU32>,
     /// Where requests are counted for `/metrics`, if anywhere.
     pub metrics: Option<Arc<metrics::S3Metrics>>,
+    /// The relay-wide storage quota (`--max-storage`), if any.
+    pub quota: Option<Arc<quota::StorageQuota>>,
 }
 
 impl GatewayConfig {
@@ -67,6 +70,7 @@ impl GatewayConfig {
 pub struct Gateway {
     store: Arc<dyn Store>,
     max_object_size: u64,
+    quota: Option<Arc<quota::StorageQuota>>,
 }
 
 /// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
@@ -94,6 +98,7 @@ fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) ->
     let gateway = Gateway {
         store,
         max_object_size: config.max_object_size,
+        quota: config.quota.clone(),
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     let mut s3s_config = S3Config::default();

@@ -60,12 +60,14 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
         ),
         ..Default::default()
     };
-    let body = request_body(input.body, gw.max_object_size, checks);
+    let (_reserved, limit) = gw.reserve(checks.declared_size(input.content_length))?;
+    let body = request_body(input.body, limit, checks);
     let part = gw
         .store
         .upload_part(&input.bucket, &input.key, &input.upload_id, part_number, body, opts)
         .await
         .map_err(to_s3)?;
+    gw.part_staged(part.size);
     let c = convert::checksum_fields(&part.checksums);
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(convert::etag(&part.etag)),
@@ -110,6 +112,7 @@ pub async fn complete(
         .complete_multipart(&input.bucket, &input.key, &input.upload_id, &parts, opts)
         .await
         .map_err(to_s3)?;
+    gw.upload_ended();
     let c = convert::checksum_fields(&meta.checksums);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
@@ -135,6 +138,7 @@ pub async fn abort(
         .abort_multipart(&input.bucket, &input.key, &input.upload_id)
         .await
         .map_err(to_s3)?;
+    gw.upload_ended();
     Ok(S3Response::with_status(
         AbortMultipartUploadOutput::default(),
         hyper::StatusCode::NO_CONTENT,

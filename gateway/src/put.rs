@@ -36,7 +36,8 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
         input.expires.as_ref(),
         input.metadata,
     );
-    let body = request_body(input.body, gw.max_object_size, checks);
+    let (_reserved, limit) = gw.reserve(checks.declared_size(input.content_length))?;
+    let body = request_body(input.body, limit, checks);
     let meta = gw
         .store
         .put_object(&input.bucket, &input.key, attrs, body, opts)

@@ -4,9 +4,39 @@
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
+use crate::quota::Reservation;
 use crate::{Gateway, bucket, copy, cors, delete, get, list, multipart, put};
 
 impl Gateway {
+    /// Holds a write's `declared` size against the storage quota, if there is one, and gives
+    /// the cap on its body: without a declared size, what the quota has room for.
+    pub(crate) fn reserve(&self, declared: Option<u64>) -> S3Result<(Option<Reservation>, u64)> {
+        let Some(quota) = &self.quota else {
+            return Ok((None, self.max_object_size));
+        };
+        match declared {
+            Some(bytes) => Ok((Some(quota.reserve(bytes)?), self.max_object_size)),
+            None => {
+                let room = quota.max().saturating_sub(quota.used());
+                Ok((None, self.max_object_size.min(room)))
+            }
+        }
+    }
+
+    /// Tells the quota that an upload's staged parts are gone (completed or aborted).
+    pub(crate) fn upload_ended(&self) {
+        if let Some(quota) = &self.quota {
+            quota.upload_ended();
+        }
+    }
+
+    /// Counts a part now staged.
+    pub(crate) fn part_staged(&self, bytes: u64) {
+        if let Some(quota) = &self.quota {
+            quota.part_staged(bytes);
+        }
+    }
+
     /// Refuses a body whose declared length is already over the cap, before reading it.
     pub(crate) fn check_declared_size(&self, content_length: Option<i64>) -> S3Result<()> {
         match content_length {

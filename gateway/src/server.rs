@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Trust;
 use crate::chunked;
-use crate::connections::{Admission, Busy, ConnectionLimits, Connections, FULL_RESPONSE, Ticket};
+use crate::connections::{
+    Admission, Busy, ConnectionLimits, Connections, FULL_RESPONSE, MIN_IDLE_TO_EVICT, Ticket, WAIT_FOR_PLACE,
+};
 use crate::cors::{CorsPolicy, Preflight};
 use crate::host::RelayHosts;
 use crate::metrics::{Recorded, S3Metrics};
@@ -243,15 +245,14 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         tracing::debug!(%peer, "connection");
-        let (ticket, evicted) = match connections.admit() {
-            Admission::Admitted(ticket, evicted) => (Arc::new(ticket), evicted),
-            Admission::Full => {
-                // A TLS client could not read a plain answer: it sees the connection close.
-                if tls.is_none() {
-                    tokio::spawn(refuse(stream));
-                }
-                continue;
+        // Further connections wait in the kernel's queue meanwhile.
+        let Some((ticket, evicted)) = admit(&connections).await else {
+            connections.refused();
+            // A TLS client could not read a plain answer: it sees the connection close.
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
             }
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let frontend = frontend.clone();
@@ -288,6 +289,21 @@ pub async fn serve_http(
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
     finished
+}
+
+/// A place for a new connection, waiting up to [`WAIT_FOR_PLACE`] for one to free up or to
+/// have been idle long enough to give up its place.
+async fn admit(connections: &Arc<Connections>) -> Option<(Arc<Ticket>, oneshot::Receiver<()>)> {
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_PLACE;
+    loop {
+        if let Admission::Admitted(ticket, evicted) = connections.admit(MIN_IDLE_TO_EVICT) {
+            return Some((Arc::new(ticket), evicted));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Serves one admitted connection until it ends, is evicted, or the server stops (then

@@ -265,6 +265,14 @@ impl MirrorStore {
         self.inner.status()
     }
 
+    /// Objects in the catalog and their bytes (each stored once per mirror).
+    pub fn usage(&self) -> (u64, u64) {
+        let state = self.inner.catalog.read();
+        state
+            .objects()
+            .fold((0, 0), |(objects, bytes), (_, o)| (objects + 1, bytes + o.meta.size))
+    }
+
     /// Objects each labelled backend lacks, from the catalog under `data_dir`, without opening
     /// it (the relay may be running).
     pub async fn pending_repairs(data_dir: &Path, labels: Vec<String>) -> Result<Vec<(String, u64)>> {

@@ -1,0 +1,169 @@
+//! The storage quota (`--max-storage`): every way bytes arrive counts, a write past it is
+//! refused with 403 QuotaExceeded before its body is read, and it leaves nothing behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+const MIB: usize = 1024 * 1024;
+
+fn refused<E, R>(result: Result<R, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(r) => panic!("accepted past the quota: {r:?}"),
+        Err(e) => common::code(&e) == "QuotaExceeded" && common::status(&e) == 403,
+    }
+}
+
+#[tokio::test]
+async fn puts_and_copies_stop_at_the_quota_and_leave_nothing() {
+    let r = common::start_with(|c| c.max_storage = Some(10_000)).await;
+    let bucket = r.bucket("quota").await;
+    r.put(&bucket, "first", vec![1u8; 6000]).await;
+    let files_before = r.files();
+    let over = r
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("second")
+        .body(vec![2u8; 5000].into())
+        .send()
+        .await;
+    assert!(refused(over));
+    assert_eq!(r.files(), files_before, "a refused write left files");
+    assert!(
+        r.client
+            .head_object()
+            .bucket(&bucket)
+            .key("second")
+            .send()
+            .await
+            .is_err()
+    );
+    // A copy counts like a write.
+    let copy = r
+        .client
+        .copy_object()
+        .bucket(&bucket)
+        .key("copy")
+        .copy_source(format!("{bucket}/first"))
+        .send()
+        .await;
+    assert!(refused(copy));
+    // Room made is room to write.
+    r.client
+        .delete_object()
+        .bucket(&bucket)
+        .key("first")
+        .send()
+        .await
+        .unwrap();
+    r.put(&bucket, "second", vec![2u8; 5000]).await;
+    assert_eq!(r.get(&bucket, "second").await, vec![2u8; 5000]);
+}
+
+#[tokio::test]
+async fn staged_parts_count_until_their_upload_ends() {
+    let r = common::start_with(|c| c.max_storage = Some(8 * MIB as u64)).await;
+    let bucket = r.bucket("parts").await;
+    let upload = r
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let part = |key: &str, n: i32, id: &str| {
+        r.client
+            .upload_part()
+            .bucket(&bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(n)
+            .body(vec![n as u8; 5 * MIB].into())
+            .send()
+    };
+    let first = part("big", 1, id).await.unwrap();
+    assert!(refused(part("big", 2, id).await), "a second 5 MiB part fit in 8 MiB");
+    // Completing moves the part into a stored object: still counted.
+    r.client
+        .complete_multipart_upload()
+        .bucket(&bucket)
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(first.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let over = r
+        .client
+        .put_object()
+        .bucket(&bucket)
+        .key("more")
+        .body(vec![0u8; 4 * MIB].into())
+        .send()
+        .await;
+    assert!(refused(over));
+    // An aborted upload's parts stop counting.
+    r.client
+        .delete_object()
+        .bucket(&bucket)
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let upload = r
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap().to_owned();
+    part("gone", 1, &id).await.unwrap();
+    r.client
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key("gone")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let attempt = r
+            .client
+            .put_object()
+            .bucket(&bucket)
+            .key("after")
+            .body(vec![3u8; 6 * MIB].into())
+            .send()
+            .await;
+        match attempt {
+            Ok(_) => break,
+            Err(e) => assert_eq!(common::code(&e), "QuotaExceeded"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the aborted parts still count"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
