@@ -34,8 +34,18 @@ struct Cli {
     /// for `connect`, `send`, `inbox` and `pipe`, this node's identity.
     #[arg(long, global = true, env = "HAVEN_RELAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line for a log collector. The level comes
+    /// from RUST_LOG (default info).
+    #[arg(long, global = true, env = "HAVEN_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -202,13 +212,15 @@ async fn main() -> anyhow::Result<()> {
     // Colour only for a person at a terminal: not into files or the journal, and never with
     // NO_COLOR set (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()));
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(colour).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     // `run`, `doctor` and `credentials` read relay.json, whose data_dir counts only when
     // neither --data-dir nor HAVEN_RELAY_DATA_DIR says otherwise.
     let data_dir_arg = cli.data_dir;

@@ -899,3 +899,34 @@ fn contradictory_mailbox_settings_are_refused_by_name() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
 }
+
+/// `--log-format json`: every log line is one JSON object a collector can read, with the
+/// request line's fields as fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "json", "run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
+        .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap());
+    let (relay, endpoint) = binary::spawn_until(command, "S3 endpoint:");
+    assert!(aws_at(&endpoint, &["s3", "mb", "s3://jsonlogs"]).status.success());
+    drop(relay);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["message"] == "request" && l["op"] == "PUT bucket")
+        .unwrap_or_else(|| panic!("no request line in\n{text}"));
+    assert_eq!(request["level"], "INFO");
+    assert_eq!(request["status"], 200);
+    assert!(!text.contains("jsonlogs"), "a bucket name at info:\n{text}");
+}

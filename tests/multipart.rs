@@ -334,3 +334,33 @@ async fn unfinished_uploads_expire_and_younger_ones_stay() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A CompleteMultipartUpload repeated with the same parts (an SDK retrying after a lost
+/// answer) gets the same answer, as on AWS; with other parts, or once the key holds another
+/// object, it is `NoSuchUpload`.
+#[tokio::test]
+async fn a_repeated_completion_gets_the_same_answer() {
+    let r = start().await;
+    let b = r.bucket("again").await;
+    let data = [blob(5 << 20, 1), blob(1000, 2)];
+    let (id, done) = upload_parts(&r.client, &b, "k", &data).await;
+    let complete = |parts: Vec<CompletedPart>| {
+        r.client
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+    };
+    let first = complete(done.clone()).await.unwrap();
+    let again = complete(done.clone()).await.unwrap();
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert_eq!(r.get(&b, "k").await, [data[0].clone(), data[1].clone()].concat());
+    let fewer = complete(done[..1].to_vec()).await.unwrap_err();
+    assert_eq!(code(&fewer), "NoSuchUpload");
+    r.put(&b, "k", b"replaced".to_vec()).await;
+    let after_overwrite = complete(done).await.unwrap_err();
+    assert_eq!(code(&after_overwrite), "NoSuchUpload");
+    assert_eq!(r.get(&b, "k").await, b"replaced");
+}

@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo bench --bench s3 -- [--rounds 3] [--write docs/PERFORMANCE.md] [--rclone PATH]
+//! cargo bench --bench s3 -- --limits-overhead [--rounds 3] [--write docs/PERFORMANCE.md]
 //! ```
+//!
+//! `--limits-overhead` runs haven-relay twice instead, with and without what running in the
+//! open adds (metrics scraped every second, a request rate limit, a storage quota, the
+//! connection cap), and reports the cost.
 //!
 //! Each round runs every workload against every server (the order rotates between rounds so
 //! that noise on this shared machine spreads evenly); figures are medians over rounds. Peak
@@ -35,6 +40,7 @@ struct Options {
     list_keys: usize,
     write: Option<PathBuf>,
     rclone: Option<PathBuf>,
+    limits_overhead: bool,
 }
 
 impl Options {
@@ -46,6 +52,7 @@ impl Options {
             list_keys: 10_000,
             write: None,
             rclone: None,
+            limits_overhead: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -56,6 +63,7 @@ impl Options {
                 "--large-objects" => options.large_objects = value()?.parse()?,
                 "--list-keys" => options.list_keys = value()?.parse()?,
                 "--write" => options.write = Some(value()?.into()),
+                "--limits-overhead" => options.limits_overhead = true,
                 "--rclone" => options.rclone = Some(value()?.into()),
                 // cargo bench passes --bench to harness-less benches.
                 "--bench" => {}
@@ -80,11 +88,33 @@ async fn run(options: Options) -> Result<(), Error> {
         std::fs::create_dir_all(&path)?;
         Ok(path)
     };
-    let servers = vec![
-        servers::start_haven_relay(&dir("haven-relay")?)?,
-        servers::start_s3s_fs(&dir("s3s-fs")?)?,
-        servers::start_rclone(&servers::find_rclone(options.rclone.clone()), &dir("rclone")?)?,
-    ];
+    let mut scraper = None;
+    let servers = if options.limits_overhead {
+        let ops = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let limited = servers::start_haven_relay_named(
+            "haven-relay, limits on",
+            &dir("limits-on")?,
+            &[
+                "--ops-addr".into(),
+                ops.to_string(),
+                "--requests-per-second".into(),
+                "1000000".into(),
+                "--max-storage".into(),
+                "1T".into(),
+                "--max-connections".into(),
+                "512".into(),
+            ],
+            &[],
+        )?;
+        scraper = Some(tokio::spawn(scrape_every_second(ops)));
+        vec![limited, servers::start_haven_relay(&dir("haven-relay")?)?]
+    } else {
+        vec![
+            servers::start_haven_relay(&dir("haven-relay")?)?,
+            servers::start_s3s_fs(&dir("s3s-fs")?)?,
+            servers::start_rclone(&servers::find_rclone(options.rclone.clone()), &dir("rclone")?)?,
+        ]
+    };
     let small = Bytes::from(pattern(64 * KIB));
     let large = Bytes::from(pattern(32 * MIB));
     let mut figures: Vec<Vec<Figures>> = servers.iter().map(|_| Vec::new()).collect();
@@ -122,13 +152,36 @@ async fn run(options: Options) -> Result<(), Error> {
         let upload_peak = upload_peak_rss(server, &large).await?;
         report.add(server.name, &rounds, run_peak, upload_peak);
     }
-    let markdown = report.markdown();
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
+    let (markdown, section) = if options.limits_overhead {
+        (report.overhead_markdown(), "s3-limits")
+    } else {
+        (report.markdown(), "s3")
+    };
     println!("{markdown}");
     if let Some(path) = &options.write {
-        common::write_section(path, "s3", &markdown)?;
+        common::write_section(path, section, &markdown)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// What Prometheus would do: read /metrics every second.
+async fn scrape_every_second(ops: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Ok(mut stream) = tokio::net::TcpStream::connect(ops).await else {
+            continue;
+        };
+        let _ = stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    }
 }
 
 async fn measure(server: &Server, options: &Options, small: &Bytes, large: &Bytes) -> Result<Figures, Error> {

@@ -117,6 +117,47 @@ impl Report {
     }
 }
 
+impl Report {
+    /// For `--limits-overhead`: the first row with limits, metrics and a quota on, the second
+    /// without, as ratios (target: at most 5 % slower).
+    pub fn overhead_markdown(&self) -> String {
+        let [on, off] = &self.rows[..] else {
+            panic!("two rows: limits on, limits off");
+        };
+        let mut out = format!(
+            "Measured {} on {} cores, medians of {} rounds, both relays in the same run: one with \
+             `--ops-addr` (scraped every second), `--requests-per-second 1000000`, `--max-storage 1T` \
+             and `--max-connections 512`, one without.\n\n",
+            today(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.rounds
+        );
+        out.push_str("| figure | limits off | limits on | on ÷ off | target | met |\n|---|---:|---:|---:|---|---|\n");
+        let throughput: [(&str, Pick); 4] = [
+            ("64 KiB PUT, c=16 (ops/s)", |f| f.put_small_ops),
+            ("64 KiB GET, c=16 (ops/s)", |f| f.get_small_ops),
+            ("32 MiB PUT, c=4 (MiB/s)", |f| f.put_large_mibs),
+            ("32 MiB GET, c=4 (MiB/s)", |f| f.get_large_mibs),
+        ];
+        for (label, pick) in throughput {
+            let (a, b) = (pick(&off.medians), pick(&on.medians));
+            let ratio = b / a;
+            out.push_str(&format!(
+                "| {label} | {a:.0} | {b:.0} | {ratio:.2}× | ≥ 0.95× | {} |\n",
+                yes_no(ratio >= 0.95)
+            ));
+        }
+        let (a, b) = (off.medians.list_secs, on.medians.list_secs);
+        out.push_str(&format!(
+            "| list {} keys (s) | {a:.3} | {b:.3} | {:.2}× | ≤ 1.05× | {} |\n",
+            self.list_keys,
+            b / a,
+            yes_no(b / a <= 1.05)
+        ));
+        out
+    }
+}
+
 fn yes_no(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }

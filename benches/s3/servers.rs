@@ -55,6 +55,16 @@ pub fn start_haven_relay(dir: &Path) -> Result<Server, Error> {
 
 /// haven-relay with extra `run` arguments (backends) and environment variables.
 pub fn start_haven_relay_with(dir: &Path, args: &[String], envs: &[(&str, &str)]) -> Result<Server, Error> {
+    start_haven_relay_named("haven-relay", dir, args, envs)
+}
+
+/// The same, under another name in the report.
+pub fn start_haven_relay_named(
+    name: &'static str,
+    dir: &Path,
+    args: &[String],
+    envs: &[(&str, &str)],
+) -> Result<Server, Error> {
     let child = Command::new(env!("CARGO_BIN_EXE_haven-relay"))
         .args(["run", "--s3", "--s3-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
@@ -66,7 +76,7 @@ pub fn start_haven_relay_with(dir: &Path, args: &[String], envs: &[(&str, &str)]
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    started("haven-relay", child, Stream::Stdout, "S3 endpoint:")
+    started(name, child, Stream::Stdout, "S3 endpoint:")
 }
 
 pub fn start_s3s_fs(dir: &Path) -> Result<Server, Error> {

@@ -9,6 +9,7 @@
 mod body;
 mod bucket;
 pub mod chunked;
+mod completed;
 mod connections;
 mod convert;
 mod copy;
@@ -71,6 +72,8 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     max_object_size: u64,
     quota: Option<Arc<quota::StorageQuota>>,
+    /// Answers a repeated CompleteMultipartUpload.
+    completed: Arc<completed::CompletedUploads>,
 }
 
 /// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
@@ -99,6 +102,7 @@ fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) ->
         store,
         max_object_size: config.max_object_size,
         quota: config.quota.clone(),
+        completed: Default::default(),
     };
     let mut builder = S3ServiceBuilder::new(gateway);
     let mut s3s_config = S3Config::default();

@@ -1,6 +1,6 @@
 //! Multipart uploads: create, upload parts, complete (validated, AWS ETags), abort, list.
 
-use backends::{CompletedPart as StorePart, PutOptions};
+use backends::{CompletedPart as StorePart, PutOptions, StoreError};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -107,12 +107,44 @@ pub async fn complete(
     }
     let mut opts = PutOptions::default();
     apply_write_conditions(&mut opts, input.if_match, input.if_none_match)?;
-    let meta = gw
-        .store
-        .complete_multipart(&input.bucket, &input.key, &input.upload_id, &parts, opts)
+    // In a task of its own: a client that hangs up mid-completion (and will retry) must not
+    // cancel it between the store's commit and its being remembered.
+    let completion = tokio::spawn({
+        let (store, completed) = (gw.store.clone(), gw.completed.clone());
+        let (bucket, key, upload_id, parts) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+            parts.clone(),
+        );
+        async move {
+            let meta = store
+                .complete_multipart(&bucket, &key, &upload_id, &parts, opts)
+                .await?;
+            completed.remember(&bucket, &key, &upload_id, &parts, &meta);
+            Ok::<_, StoreError>(meta)
+        }
+    });
+    let completed = completion
         .await
-        .map_err(to_s3)?;
-    gw.upload_ended();
+        .map_err(|e| s3_error!(InternalError, "completing the upload failed: {e}"))?;
+    let meta = match completed {
+        Ok(meta) => {
+            gw.upload_ended();
+            meta
+        }
+        // The same completion again (an SDK retrying after a lost answer): the same answer,
+        // as long as the object it made is still the one under the key.
+        Err(StoreError::NoSuchUpload) => {
+            let made = gw.completed.made(&input.bucket, &input.key, &input.upload_id, &parts);
+            let current = gw.store.head_object(&input.bucket, &input.key).await.ok();
+            match (made, current) {
+                (Some(made), Some(current)) if made.etag == current.etag => made,
+                _ => return Err(to_s3(StoreError::NoSuchUpload)),
+            }
+        }
+        Err(e) => return Err(to_s3(e)),
+    };
     let c = convert::checksum_fields(&meta.checksums);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
