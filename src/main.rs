@@ -206,13 +206,24 @@ fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::builder().parse_lossy(directives)
 }
 
+/// An empty `HAVEN_RELAY_*` variable counts as unset, for every setting: a container or
+/// compose file passes `${VAR}` whether or not it was given a value.
+fn without_empty_env(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_env() {
+            Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => arg.env(None),
+            _ => arg,
+        })
+        .mut_subcommands(without_empty_env)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     haven_relay::private_files::restrict_new_files();
     // Colour only for a person at a terminal: not into files or the journal, and never with
     // NO_COLOR set (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let matches = Cli::command().get_matches();
+    let matches = without_empty_env(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

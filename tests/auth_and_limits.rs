@@ -92,8 +92,33 @@ async fn presigned_get_and_put_work_and_expire() {
         .await
         .unwrap();
     let pq = expired.uri().splitn(4, '/').nth(3).map(|s| format!("/{s}")).unwrap();
-    let (st, _) = send(r.addr, &format!("GET {pq} HTTP/1.1"), &[("host".into(), host)], b"").await;
+    let (st, _) = send(
+        r.addr,
+        &format!("GET {pq} HTTP/1.1"),
+        &[("host".into(), host.clone())],
+        b"",
+    )
+    .await;
     assert_eq!(st, 403);
+    // A lifetime over AWS's week, or not a number of seconds, is refused as AWS refuses it
+    // (it was accepted before), whatever the signature.
+    let valid = get.uri().splitn(4, '/').nth(3).map(|s| format!("/{s}")).unwrap();
+    for expires in ["604801", "-5", "soon"] {
+        let pq = valid.replace("X-Amz-Expires=60", &format!("X-Amz-Expires={expires}"));
+        assert_ne!(pq, valid);
+        let (st, text) = send(
+            r.addr,
+            &format!("GET {pq} HTTP/1.1"),
+            &[("host".into(), host.clone())],
+            b"",
+        )
+        .await;
+        assert_eq!(st, 400, "{expires}: {text}");
+        assert!(
+            text.contains("<Code>AuthorizationQueryParametersError</Code>"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

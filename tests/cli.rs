@@ -930,3 +930,29 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(request["status"], 200);
     assert!(!text.contains("jsonlogs"), "a bucket name at info:\n{text}");
 }
+
+/// An empty `HAVEN_RELAY_*` variable is the same as none (compose passes `${VAR}` unset).
+#[test]
+fn empty_environment_variables_mean_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["config", "show", "--data-dir"]).arg(dir.path());
+    for name in [
+        "HAVEN_RELAY_MAX_STORAGE",
+        "HAVEN_RELAY_MAX_CONNECTIONS",
+        "HAVEN_RELAY_REQUESTS_PER_SECOND",
+        "HAVEN_RELAY_OPS_ADDR",
+        "HAVEN_RELAY_TLS_CERT",
+        "HAVEN_RELAY_S3_ADDR",
+        "HAVEN_RELAY_MAILBOX_MAX_MESSAGE",
+    ] {
+        command.env(name, "");
+    }
+    let out = command.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("no quota  (default)") && text.contains("512  (default)"),
+        "{text}"
+    );
+}

@@ -166,7 +166,7 @@ async fn tunnel_connections_and_members_rates_are_counted() {
     let ops = r.relay.ops_addr().unwrap();
     let alice_s3 = common::tunnel::sdk(common::tunnel::tunnel_client(&alice, &r).await.unwrap());
     let mut slowed = 0;
-    for _ in 0..12 {
+    for _ in 0..40 {
         if let Err(e) = alice_s3.list_buckets().send().await {
             assert_eq!(common::code(&e), "SlowDown");
             slowed += 1;

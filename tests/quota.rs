@@ -55,6 +55,28 @@ async fn puts_and_copies_stop_at_the_quota_and_leave_nothing() {
         .send()
         .await;
     assert!(refused(copy));
+    // Rewriting an object counts only what it adds: at the quota's edge it still works.
+    r.put(&bucket, "first", vec![3u8; 6000]).await;
+    let redescribed = r
+        .client
+        .copy_object()
+        .bucket(&bucket)
+        .key("first")
+        .copy_source(format!("{bucket}/first"))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("application/x-sealed")
+        .send()
+        .await;
+    assert!(redescribed.is_ok(), "{redescribed:?}");
+    assert!(refused(
+        r.client
+            .put_object()
+            .bucket(&bucket)
+            .key("first")
+            .body(vec![4u8; 10_001].into())
+            .send()
+            .await
+    ));
     // Room made is room to write.
     r.client
         .delete_object()

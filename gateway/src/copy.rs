@@ -47,7 +47,9 @@ pub async fn copy_object(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Res
         if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
     }
     .check(&src.meta, precondition_failed)?;
-    let (_reserved, _) = gw.reserve(Some(src.meta.size))?;
+    let (_reserved, _) = gw
+        .reserve_replacing(Some(src.meta.size), &input.bucket, &input.key)
+        .await?;
     let attrs = if replace {
         convert::attrs(
             input.content_type,

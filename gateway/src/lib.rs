@@ -84,6 +84,10 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
         access_key: config.access_key.clone(),
         secret_key: config.secret_key.as_str().into(),
     });
+    builder.set_access(rate::RateByKey {
+        rate: config.requests_per_second.map(|r| Arc::new(rate::RequestRate::new(r))),
+        metrics: config.metrics.clone(),
+    });
     Frontend::new(builder.build(), store, Trust::SigV4, hosts, config)
 }
 

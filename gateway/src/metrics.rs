@@ -95,6 +95,11 @@ impl S3Metrics {
         std::sync::Arc::new(metrics)
     }
 
+    /// A request refused with SlowDown where the frontend does not see it (s3s's access hook).
+    pub(crate) fn slowed(&self, transport: &'static str) {
+        self.slowed.get_or_create(&TransportLabel { transport }).inc();
+    }
+
     pub(crate) fn record(&self, request: Recorded) {
         let transport = TransportLabel {
             transport: request.transport,

@@ -36,7 +36,9 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
         input.expires.as_ref(),
         input.metadata,
     );
-    let (_reserved, limit) = gw.reserve(checks.declared_size(input.content_length))?;
+    let (_reserved, limit) = gw
+        .reserve_replacing(checks.declared_size(input.content_length), &input.bucket, &input.key)
+        .await?;
     let body = request_body(input.body, limit, checks);
     let meta = gw
         .store

@@ -5,6 +5,11 @@
 //! shares one bucket, and requests without the key share another) and the node id over the
 //! tunnel (members only). Both sets are small, so the buckets' map stays small whatever a
 //! stranger sends.
+//!
+//! The key holder's requests are counted only once their signature has been verified (by
+//! [`RateByKey`], s3s's access hook): the access key id is no secret (it is in every presigned
+//! URL), and counting requests that merely name it let anyone exhaust the holder's bucket.
+//! Requests naming another key, or none, are counted before anything else, as strangers.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -29,10 +34,14 @@ pub(crate) struct RequestRate {
 }
 
 impl RequestRate {
-    /// `per_second` requests, with bursts of as many.
+    /// `per_second` requests, with bursts of twice as many (at least 20): S3 clients send
+    /// several requests at once (the aws CLI ten) and give up after a few refusals.
     pub(crate) fn new(per_second: NonZeroU32) -> Self {
+        let burst = per_second
+            .saturating_mul(NonZeroU32::new(2).expect("2 > 0"))
+            .max(NonZeroU32::new(20).expect("20 > 0"));
         Self {
-            buckets: RateLimiter::keyed(Quota::per_second(per_second)),
+            buckets: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             clock: DefaultClock::default(),
         }
     }
@@ -42,6 +51,32 @@ impl RequestRate {
         self.buckets
             .check_key(client)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// s3s's access hook on the HTTP frontend: after the signature is verified, the key holder's
+/// request counts against its rate; unsigned requests are refused, as s3s does without a hook.
+pub(crate) struct RateByKey {
+    pub rate: Option<std::sync::Arc<RequestRate>>,
+    pub metrics: Option<std::sync::Arc<crate::metrics::S3Metrics>>,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for RateByKey {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        if cx.credentials().is_none() {
+            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+        }
+        if let Some(rate) = &self.rate
+            && rate.check(&Client::Keyholder).is_err()
+        {
+            if let Some(m) = &self.metrics {
+                m.slowed("http");
+            }
+            // The frontend adds Retry-After to every 503.
+            return Err(s3s::s3_error!(SlowDown, "Please reduce your request rate."));
+        }
+        Ok(())
     }
 }
 
@@ -91,7 +126,9 @@ mod tests {
     fn a_client_over_its_rate_waits_and_others_do_not() {
         let rate = RequestRate::new(NonZeroU32::new(2).unwrap());
         let node = Client::Node("a".into());
-        assert!(rate.check(&node).is_ok() && rate.check(&node).is_ok());
+        for _ in 0..20 {
+            assert!(rate.check(&node).is_ok(), "a burst of 20 passes");
+        }
         let wait = rate.check(&node).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
         assert!(rate.check(&Client::Keyholder).is_ok());

@@ -72,10 +72,7 @@ impl Operation {
     /// `OTHER`), the target and the first subresource, so that no client can grow the number of
     /// time series by what it sends.
     pub fn label(&self) -> String {
-        let method = match self.method.as_str() {
-            m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "OPTIONS") => m,
-            _ => "OTHER",
-        };
+        let method = self.method_name();
         match self.subresources.first() {
             Some(sub) => format!("{method} {}?{sub}", self.target),
             None => format!("{method} {}", self.target),
@@ -83,9 +80,20 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// The method, with any but S3's own as `OTHER`: a client chooses it, and the log and the
+    /// metrics should not say what it likes.
+    fn method_name(&self) -> &str {
+        match self.method.as_str() {
+            m @ ("GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "OPTIONS") => m,
+            _ => "OTHER",
+        }
+    }
+}
+
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.target)?;
+        write!(f, "{} {}", self.method_name(), self.target)?;
         for (i, s) in self.subresources.iter().enumerate() {
             f.write_str(if i == 0 { "?" } else { "&" })?;
             f.write_str(s)?;

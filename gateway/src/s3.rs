@@ -23,6 +23,22 @@ impl Gateway {
         }
     }
 
+    /// As [`Gateway::reserve`] for a write to `bucket`/`key`: what it replaces there is not
+    /// counted twice, so an object can be rewritten or re-described at the quota's edge.
+    pub(crate) async fn reserve_replacing(
+        &self,
+        declared: Option<u64>,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<(Option<Reservation>, u64)> {
+        let (Some(_), Some(bytes)) = (&self.quota, declared) else {
+            return self.reserve(declared);
+        };
+        let replaced = self.store.head_object(bucket, key).await.map_or(0, |m| m.size);
+        let (reserved, _) = self.reserve(Some(bytes.saturating_sub(replaced)))?;
+        Ok((reserved, self.max_object_size))
+    }
+
     /// Tells the quota that an upload's staged parts are gone (completed or aborted).
     pub(crate) fn upload_ended(&self) {
         if let Some(quota) = &self.quota {

@@ -81,18 +81,38 @@ impl Frontend {
         }
     }
 
-    /// Who `req` counts against for the request rate.
-    fn client(&self, req: &Request<Body>) -> Client {
+    /// AWS's answer to a SigV4 presigned URL whose lifetime is over a week or not a number of
+    /// seconds (s3s accepted any lifetime, so a URL could be made to live for years).
+    fn presign_lifetime_error(&self, query: Option<&str>) -> Option<s3s::S3Error> {
+        if self.trust != Trust::SigV4 {
+            return None;
+        }
+        let expires = query?.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires="))?;
+        let message = match expires.parse::<i64>() {
+            Ok(secs) if secs > 604_800 => "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+            Ok(secs) if secs < 0 => "X-Amz-Expires must be non-negative",
+            Ok(_) => return None,
+            Err(_) => "X-Amz-Expires should be a number",
+        };
+        let mut e = s3s::S3Error::new(s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into()));
+        e.set_message(message);
+        Some(e)
+    }
+
+    /// Who `req` counts against for the request rate before anything else is done with it:
+    /// a member, a stranger, or (`None`) a request naming the relay's key, which s3s's access
+    /// hook counts once its signature holds (see [`crate::rate`]).
+    fn client(&self, req: &Request<Body>) -> Option<Client> {
         if let Some(node) = &self.node {
-            return Client::Node(node.to_string());
+            return Some(Client::Node(node.to_string()));
         }
         let authorization = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         match rate::access_key(authorization, req.uri().query()) {
-            Some(key) if key == &*self.access_key => Client::Keyholder,
-            _ => Client::Stranger,
+            Some(key) if key == &*self.access_key => None,
+            _ => Some(Client::Stranger),
         }
     }
 
@@ -145,8 +165,13 @@ impl Frontend {
         let op = crate::request_log::Operation::of(&method, &path, req.uri().query());
         let bytes_in = content_length(req.headers());
         let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-        let too_fast = self.rate.as_ref().and_then(|r| r.check(&self.client(&req)).err());
+        let too_fast = match (&self.rate, self.client(&req)) {
+            (Some(rate), Some(client)) => rate.check(&client).err(),
+            _ => None,
+        };
         let response = if let Err(e) = self.hosts.check(host) {
+            error_response(StatusCode::BAD_REQUEST, &e)
+        } else if let Some(e) = self.presign_lifetime_error(req.uri().query()) {
             error_response(StatusCode::BAD_REQUEST, &e)
         } else if let Some(wait) = too_fast {
             slow_down(wait)
@@ -181,6 +206,12 @@ impl Frontend {
             if let Some(headers) = cors {
                 res.headers_mut().extend(headers);
             }
+            // SlowDown from the access hook, or a backend unavailable: clients may come back.
+            if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                res.headers_mut()
+                    .entry(http::header::RETRY_AFTER)
+                    .or_insert(http::HeaderValue::from_static("1"));
+            }
             res
         };
         let status = response.status().as_u16();
@@ -191,7 +222,7 @@ impl Frontend {
         if too_fast.is_some() {
             // A client over its rate would otherwise fill the log as fast as it asks.
             tracing::debug!(op = %op, status, "request refused: client over its request rate");
-        } else if response.status().is_server_error() {
+        } else if response.status().is_server_error() && response.status() != StatusCode::NOT_IMPLEMENTED {
             tracing::warn!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request failed");
         } else {
             tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request");
@@ -318,7 +349,7 @@ async fn serve_one<I>(
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let conn = frontend.serve_tracked(io, Some(ticket.clone()), Some(header_timeout));
+    let conn = frontend.serve_tracked(ticket.watch(io), Some(ticket.clone()), Some(header_timeout));
     tokio::pin!(conn);
     tokio::select! {
         ended = conn.as_mut() => return log_end(ended),
