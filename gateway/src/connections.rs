@@ -6,31 +6,22 @@
 //! connection over the cap takes the place of the connection that has been idle longest (no
 //! request in flight, including one still sending its headers), once that one has been idle
 //! for [`MIN_IDLE_TO_EVICT`]: a connection just opened is about to send its request, and
-//! cutting it would turn a client's burst of parallel requests into connection resets. A
-//! connection that has not sent a single byte within [`SILENT_GRACE`] is not about to: it
-//! gives up its place at once, so a flood of silent connections turns over quickly. While
+//! cutting it would turn a client's burst of parallel requests into connection resets. While
 //! no connection can give up its place, new ones wait (in the kernel's queue, and one of them
 //! up to [`WAIT_FOR_PLACE`] in ours); one that still finds every place busy with a request is
 //! refused with `503 SlowDown`. Slow or silent headers are cut by hyper's header timeout,
 //! which also bounds how long an idle keep-alive connection stays open.
 
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
 use crate::metrics::S3Metrics;
 
 /// How long a connection must have been idle before a newcomer may take its place.
 pub(crate) const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
-
-/// How long a connection that has sent nothing keeps its place against newcomers.
-pub(crate) const SILENT_GRACE: Duration = Duration::from_millis(200);
 
 /// How long a newcomer waits for a place before it is refused.
 pub(crate) const WAIT_FOR_PLACE: Duration = Duration::from_secs(2);
@@ -75,9 +66,6 @@ struct Table {
 struct Entry {
     /// Requests in flight, from the handler's call until the response body's end.
     busy: usize,
-    /// When it was admitted, and whether any byte has arrived on it since.
-    admitted: Instant,
-    spoke: Arc<AtomicBool>,
     /// When the last request ended (or the connection opened).
     idle_since: Instant,
     /// Tells the connection to close once its current exchange ends.
@@ -107,13 +95,10 @@ impl Connections {
         let mut table = self.table.lock().expect("connection table poisoned");
         if table.open.len() >= self.max {
             let now = Instant::now();
-            let silent = |e: &Entry| {
-                !e.spoke.load(Ordering::Relaxed) && now.duration_since(e.admitted) >= SILENT_GRACE.min(min_idle)
-            };
             let idlest = table
                 .open
                 .iter()
-                .filter(|(_, e)| e.busy == 0 && (silent(e) || now.duration_since(e.idle_since) >= min_idle))
+                .filter(|(_, e)| e.busy == 0 && now.duration_since(e.idle_since) >= min_idle)
                 .min_by_key(|(_, e)| e.idle_since)
                 .map(|(id, _)| *id);
             let Some(idlest) = idlest else {
@@ -136,13 +121,10 @@ impl Connections {
             m.connections_open.inc();
         }
         let (evict, evicted) = oneshot::channel();
-        let spoke = Arc::new(AtomicBool::new(false));
         table.open.insert(
             id,
             Entry {
                 busy: 0,
-                admitted: Instant::now(),
-                spoke: spoke.clone(),
                 idle_since: Instant::now(),
                 evict: Some(evict),
             },
@@ -151,7 +133,6 @@ impl Connections {
             Ticket {
                 connections: self.clone(),
                 id,
-                spoke,
             },
             evicted,
         )
@@ -181,18 +162,9 @@ impl Connections {
 pub(crate) struct Ticket {
     connections: Arc<Connections>,
     id: u64,
-    spoke: Arc<AtomicBool>,
 }
 
 impl Ticket {
-    /// `io`, noting in this ticket when its first byte arrives.
-    pub(crate) fn watch<I>(&self, io: I) -> Spoken<I> {
-        Spoken {
-            io,
-            spoke: self.spoke.clone(),
-        }
-    }
-
     /// Marks a request in flight until the returned guard is dropped.
     pub(crate) fn busy(&self) -> Busy {
         self.connections.update(self.id, |e| e.busy += 1);
@@ -231,35 +203,6 @@ impl Drop for Busy {
             e.busy -= 1;
             e.idle_since = Instant::now();
         });
-    }
-}
-
-/// A connection's byte stream that notes whether the peer has sent anything.
-pub(crate) struct Spoken<I> {
-    io: I,
-    spoke: Arc<AtomicBool>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Spoken<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.spoke.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Spoken<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -314,22 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_just_opened_keeps_its_place_unless_it_stays_silent() {
+    fn a_connection_just_opened_keeps_its_place() {
         let connections = Connections::new(1, None);
-        let (first, mut first_evicted) = admitted(&connections);
+        let (_first, mut first_evicted) = admitted(&connections);
         assert!(matches!(connections.admit(Duration::from_secs(60)), Admission::Full));
         assert!(first_evicted.try_recv().is_err());
-        // Having spoken, it keeps its place past the silent grace.
-        first.spoke.store(true, Ordering::Relaxed);
-        std::thread::sleep(SILENT_GRACE + Duration::from_millis(20));
-        assert!(matches!(connections.admit(Duration::from_secs(60)), Admission::Full));
-        // Silent past the grace, it goes.
-        first.spoke.store(false, Ordering::Relaxed);
-        let (_second, _) = match connections.admit(Duration::from_secs(60)) {
-            Admission::Admitted(ticket, evicted) => (ticket, evicted),
-            Admission::Full => panic!("a silent connection kept its place"),
-        };
-        assert!(first_evicted.try_recv().is_ok());
     }
 
     #[test]

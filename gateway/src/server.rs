@@ -349,7 +349,7 @@ async fn serve_one<I>(
 ) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let conn = frontend.serve_tracked(ticket.watch(io), Some(ticket.clone()), Some(header_timeout));
+    let conn = frontend.serve_tracked(io, Some(ticket.clone()), Some(header_timeout));
     tokio::pin!(conn);
     tokio::select! {
         ended = conn.as_mut() => return log_end(ended),
