@@ -11,6 +11,7 @@ pub mod fd_limit;
 pub mod health;
 mod jsonc;
 pub mod limit_args;
+pub mod logging;
 pub mod mail;
 pub mod ops;
 pub mod pipe;

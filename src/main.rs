@@ -9,6 +9,7 @@ use anyhow::Context;
 use backends::spec::BackendSpec;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use haven_relay::config::{ConfigFile, default_data_dir};
+use haven_relay::logging::LogFormat;
 use haven_relay::run_args::{KeyArgs, RunArgs, StorageArgs, TunnelArgs, resolve_run};
 use haven_relay::{Relay, RelayConfig, circle};
 use tunnel::link::{CircleLink, RelayLink};
@@ -40,12 +41,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -193,19 +188,6 @@ struct ConnectArgs {
     tunnel: TunnelArgs,
 }
 
-/// What is logged: `RUST_LOG` on top of defaults that keep other crates' logs out unless named.
-/// s3s logs request bodies it cannot parse (DeleteObjects key names) at ERROR, so it stays off
-/// even at `RUST_LOG=info`; `RUST_LOG=s3s=debug` turns it on for debugging. Offline, iroh
-/// warns every few seconds that it cannot publish the node's address.
-fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
-    const DEFAULTS: &str = "info,s3s=off,iroh=warn,iroh::address_lookup::pkarr=error,noq=warn,noq_proto=warn";
-    let directives = match rust_log {
-        Some(user) if !user.trim().is_empty() => format!("{DEFAULTS},{user}"),
-        _ => DEFAULTS.to_owned(),
-    };
-    tracing_subscriber::EnvFilter::builder().parse_lossy(directives)
-}
-
 /// An empty `HAVEN_RELAY_*` variable counts as unset, for every setting: a container or
 /// compose file passes `${VAR}` whether or not it was given a value.
 fn without_empty_env(command: clap::Command) -> clap::Command {
@@ -220,18 +202,9 @@ fn without_empty_env(command: clap::Command) -> clap::Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     haven_relay::private_files::restrict_new_files();
-    // Colour only for a person at a terminal: not into files or the journal, and never with
-    // NO_COLOR set (https://no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let matches = without_empty_env(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()));
-    match cli.log_format {
-        LogFormat::Text => logs.with_ansi(colour).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    haven_relay::logging::init(cli.log_format);
     // `run`, `doctor` and `credentials` read relay.json, whose data_dir counts only when
     // neither --data-dir nor HAVEN_RELAY_DATA_DIR says otherwise.
     let data_dir_arg = cli.data_dir;

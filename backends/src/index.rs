@@ -21,21 +21,32 @@ pub(crate) struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     entries: BTreeMap<String, Entry>,
+    /// The sum of the entries' sizes, kept as they change: the storage quota asks on every write.
+    bytes: u64,
 }
 
 impl Index {
     /// Objects and their bytes.
     pub fn usage(&self) -> (u64, u64) {
-        (self.entries.len() as u64, self.entries.values().map(|e| e.size).sum())
+        (self.entries.len() as u64, self.bytes)
     }
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
     pub fn insert(&mut self, key: String, entry: Entry) -> Option<Entry> {
-        self.entries.insert(key, entry)
+        self.bytes += entry.size;
+        let replaced = self.entries.insert(key, entry);
+        if let Some(old) = &replaced {
+            self.bytes -= old.size;
+        }
+        replaced
     }
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
-        self.entries.remove(key)
+        let removed = self.entries.remove(key);
+        if let Some(old) = &removed {
+            self.bytes -= old.size;
+        }
+        removed
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -156,6 +167,23 @@ mod tests {
             start_after: start_after.map(Into::into),
             max_keys,
         }
+    }
+
+    #[test]
+    fn the_byte_count_follows_inserts_overwrites_and_removals() {
+        let mut idx = index(&["a", "b"]);
+        assert_eq!(idx.usage(), (2, 2));
+        let big = Entry {
+            size: 10,
+            etag: "e".into(),
+            last_modified_ms: 0,
+            blob: None,
+        };
+        idx.insert("a".into(), big);
+        assert_eq!(idx.usage(), (2, 11));
+        idx.remove("a");
+        idx.remove("missing");
+        assert_eq!(idx.usage(), (1, 1));
     }
 
     fn keys(page: &ListPage) -> Vec<&str> {

@@ -39,6 +39,11 @@ pub trait Store: Send + Sync + 'static {
     /// Opens the object; with a range, the stream yields only those bytes.
     async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<GetResult>;
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta>;
+    /// The size of the object under `key`, if there is one, as cheaply as the store can say
+    /// (the storage quota asks before every write).
+    async fn object_size(&self, bucket: &str, key: &str) -> Option<u64> {
+        self.head_object(bucket, key).await.ok().map(|m| m.size)
+    }
     /// Idempotent: deleting a missing key succeeds.
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<()>;
     async fn list_objects(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;

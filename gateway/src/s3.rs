@@ -34,7 +34,7 @@ impl Gateway {
         let (Some(_), Some(bytes)) = (&self.quota, declared) else {
             return self.reserve(declared);
         };
-        let replaced = self.store.head_object(bucket, key).await.map_or(0, |m| m.size);
+        let replaced = self.store.object_size(bucket, key).await.unwrap_or(0);
         let (reserved, _) = self.reserve(Some(bytes.saturating_sub(replaced)))?;
         Ok((reserved, self.max_object_size))
     }

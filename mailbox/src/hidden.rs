@@ -81,6 +81,11 @@ impl Store for WithoutMailbox {
         self.0.head_object(bucket, key).await
     }
 
+    async fn object_size(&self, bucket: &str, key: &str) -> Option<u64> {
+        visible(bucket).ok()?;
+        self.0.object_size(bucket, key).await
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         visible(bucket)?;
         self.0.delete_object(bucket, key).await

@@ -39,6 +39,43 @@ pub fn spawn_until_all(mut command: Command, labels: &[&str]) -> (Running, Vec<S
     (child, values)
 }
 
+/// The aws CLI from PyPI (tests/run.sh installs it and sets HAVEN_RELAY_AWS_CLI).
+pub fn aws_cli() -> String {
+    std::env::var("HAVEN_RELAY_AWS_CLI")
+        .expect("HAVEN_RELAY_AWS_CLI is not set: run the tests with `bash tests/run.sh`, which installs the aws CLI")
+}
+
+/// The HTTP keys process tests run the relay with.
+pub const ACCESS_KEY: &str = "CLITESTKEY";
+pub const SECRET_KEY: &str = "cli-test-secret";
+
+/// `haven-relay run` with HTTP S3 on a free port and the test keys, and its endpoint. With
+/// `log`, stderr is kept for the test to read (after the relay exits); otherwise discarded.
+pub fn http_relay(dir: &Path, log: bool) -> (Running, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--s3-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("HAVEN_RELAY_ACCESS_KEY", ACCESS_KEY)
+        .env("HAVEN_RELAY_SECRET_KEY", SECRET_KEY)
+        .env_remove("RUST_LOG")
+        .stderr(if log { Stdio::piped() } else { Stdio::null() });
+    spawn_until(command, "S3 endpoint:")
+}
+
+/// The aws CLI against `endpoint` with the test keys and no user configuration.
+pub fn aws_at(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(aws_cli())
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap()
+}
+
 /// `haven-relay ARGS` with stderr discarded.
 pub fn haven(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);

@@ -384,6 +384,11 @@ impl Store for FsStore {
         Ok(self.open_object(bucket, key).await?.1.meta)
     }
 
+    async fn object_size(&self, bucket: &str, key: &str) -> Option<u64> {
+        let b = self.bucket(bucket).ok()?;
+        b.index.read().expect("index lock").get(key).map(|e| e.size)
+    }
+
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let b = self.bucket(bucket)?;
         check_key(key)?;
