@@ -12,24 +12,13 @@ mod raw;
 use std::path::Path;
 use std::process::Command;
 
-use binary::{BIN, TUNNEL, circle_link, node_id, spawn_until, spawn_until_all};
+use binary::{ACCESS_KEY, BIN, SECRET_KEY, TUNNEL, aws_at, circle_link, node_id, spawn_until, spawn_until_all};
 
-const ACCESS_KEY: &str = "LOGPRIVACYKEY";
-const SECRET_KEY: &str = "log-privacy-secret";
 /// In every key, body and metadata value of the workload.
 const MARK: &str = "zq7x";
 
 fn aws(endpoint: &str, args: &[&str]) {
-    let cli = std::env::var("HAVEN_RELAY_AWS_CLI").expect("run the tests with `bash tests/run.sh`");
-    let out = Command::new(cli)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
+    let out = aws_at(endpoint, args);
     assert!(
         out.status.success(),
         "{args:?}: {}",

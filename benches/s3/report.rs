@@ -74,13 +74,7 @@ impl Report {
         }
         out.push_str("---:|---|---|\n");
 
-        let throughput: [(&str, Pick); 4] = [
-            ("64 KiB PUT, c=16 (ops/s)", |f| f.put_small_ops),
-            ("64 KiB GET, c=16 (ops/s)", |f| f.get_small_ops),
-            ("32 MiB PUT, c=4 (MiB/s)", |f| f.put_large_mibs),
-            ("32 MiB GET, c=4 (MiB/s)", |f| f.get_large_mibs),
-        ];
-        for (label, pick) in throughput {
+        for (label, pick) in THROUGHPUT {
             let best = peers.iter().map(|r| pick(&r.medians)).fold(f64::MIN, f64::max);
             let ratio = pick(&ours.medians) / best;
             out.push_str(&format!("| {label} |"));
@@ -125,7 +119,8 @@ impl Report {
             panic!("two rows: limits on, limits off");
         };
         let mut out = format!(
-            "Measured {} on {} cores, medians of {} rounds, both relays in the same run: one with \
+            "`cargo bench --bench s3 -- --limits-overhead --rounds 3 --write docs/PERFORMANCE.md`. \
+             Measured {} on {} cores, medians of {} rounds, both relays in the same run: one with \
              `--ops-addr` (scraped every second), `--requests-per-second 1000000`, `--max-storage 1T` \
              and `--max-connections 512`, one without.\n\n",
             today(),
@@ -133,13 +128,7 @@ impl Report {
             self.rounds
         );
         out.push_str("| figure | limits off | limits on | on ÷ off | target | met |\n|---|---:|---:|---:|---|---|\n");
-        let throughput: [(&str, Pick); 4] = [
-            ("64 KiB PUT, c=16 (ops/s)", |f| f.put_small_ops),
-            ("64 KiB GET, c=16 (ops/s)", |f| f.get_small_ops),
-            ("32 MiB PUT, c=4 (MiB/s)", |f| f.put_large_mibs),
-            ("32 MiB GET, c=4 (MiB/s)", |f| f.get_large_mibs),
-        ];
-        for (label, pick) in throughput {
+        for (label, pick) in THROUGHPUT {
             let (a, b) = (pick(&off.medians), pick(&on.medians));
             let ratio = b / a;
             out.push_str(&format!(
@@ -157,6 +146,14 @@ impl Report {
         out
     }
 }
+
+/// The throughput figures, each with how to read it from a round's figures.
+const THROUGHPUT: [(&str, Pick); 4] = [
+    ("64 KiB PUT, c=16 (ops/s)", |f| f.put_small_ops),
+    ("64 KiB GET, c=16 (ops/s)", |f| f.get_small_ops),
+    ("32 MiB PUT, c=4 (MiB/s)", |f| f.put_large_mibs),
+    ("32 MiB GET, c=4 (MiB/s)", |f| f.get_large_mibs),
+];
 
 fn yes_no(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
