@@ -442,7 +442,7 @@ pub const EXAMPLE: &str = r#"{
   // What clients may take of the relay.
   // "limits": {
   //   // HTTP connections at once; past it a new one replaces the one idle longest.
-  //   "max_connections": 512,
+  //   "max_connections": 4096,
   //   // Seconds to send a request's headers; also an idle keep-alive connection's life.
   //   "header_timeout_secs": 20,
   //   // Per client: the access key over HTTP, a member over the tunnel (example; default: no limit).

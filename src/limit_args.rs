@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 #[derive(Args)]
 pub struct LimitArgs {
-    /// HTTP connections open at once (default 512, and never closer than 256 to the open-file
+    /// HTTP connections open at once (default 4096, and never closer than 256 to the open-file
     /// limit). Past it, a new connection replaces the one idle longest.
     #[arg(long, env = "HAVEN_RELAY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,

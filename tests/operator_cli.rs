@@ -430,7 +430,7 @@ fn empty_environment_variables_mean_unset() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        text.contains("no quota  (default)") && text.contains("512  (default)"),
+        text.contains("no quota  (default)") && text.contains("4096  (default)"),
         "{text}"
     );
 }

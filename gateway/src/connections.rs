@@ -37,7 +37,10 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    /// High, as the cap is there for the file-descriptor limit (which lowers it further, see
+    /// `src/fd_limit.rs`): a lower one turned a client's burst of 1,500 parallel requests into
+    /// connect timeouts, as the kernel's queue of connections not yet accepted overflowed.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 }
 
