@@ -84,11 +84,13 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
         access_key: config.access_key.clone(),
         secret_key: config.secret_key.as_str().into(),
     });
+    // One set of buckets: strangers are counted at the frontend, the key holder in the hook.
+    let rate = config.requests_per_second.map(|r| Arc::new(rate::RequestRate::new(r)));
     builder.set_access(rate::RateByKey {
-        rate: config.requests_per_second.map(|r| Arc::new(rate::RequestRate::new(r))),
+        rate: rate.clone(),
         metrics: config.metrics.clone(),
     });
-    Frontend::new(builder.build(), store, Trust::SigV4, hosts, config)
+    Frontend::new(builder.build(), store, Trust::SigV4, hosts, config, rate)
 }
 
 /// Builds the frontend for a transport that has already authenticated its peer (the iroh
@@ -98,7 +100,8 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
 pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(config.s3_domains.iter().cloned().chain([host::TUNNEL_HOST.to_owned()]));
     let builder = builder(store.clone(), config, &hosts);
-    Frontend::new(builder.build(), store, Trust::Transport, hosts, config)
+    let rate = config.requests_per_second.map(|r| Arc::new(rate::RequestRate::new(r)));
+    Frontend::new(builder.build(), store, Trust::Transport, hosts, config, rate)
 }
 
 fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) -> S3ServiceBuilder {

@@ -59,13 +59,14 @@ impl Frontend {
         trust: Trust,
         hosts: RelayHosts,
         config: &crate::GatewayConfig,
+        rate: Option<Arc<RequestRate>>,
     ) -> Self {
         Self {
             s3,
             cors: CorsPolicy::new(store),
             trust,
             hosts,
-            rate: config.requests_per_second.map(|r| Arc::new(RequestRate::new(r))),
+            rate,
             access_key: config.access_key.as_str().into(),
             node: None,
             metrics: config.metrics.clone(),
