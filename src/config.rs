@@ -44,6 +44,12 @@ pub struct RelayConfig {
     pub ops_addr: Option<SocketAddr>,
     /// Bytes the relay may hold in all (`--max-storage`); `None`: no quota.
     pub max_storage: Option<u64>,
+    /// How long objects live in buckets without lifecycle rules (`--ttl`); `None`: for good.
+    pub ttl: Option<crate::lifetime::Lifetime>,
+    /// How often the bytes of expired objects are looked for and deleted.
+    pub expiry_sweep: std::time::Duration,
+    /// Where expiry reads the time (mailbox and lifecycle rules); tests move it by days.
+    pub clock: std::sync::Arc<dyn backends::clock::Clock>,
 }
 
 /// The backends and how to reach them. No backends: the embedded store in `<data-dir>/store`.
@@ -74,6 +80,9 @@ impl RelayConfig {
             tls: None,
             ops_addr: None,
             max_storage: None,
+            ttl: None,
+            expiry_sweep: std::time::Duration::from_secs(3600),
+            clock: std::sync::Arc::new(backends::clock::SystemClock),
         }
     }
 
@@ -97,6 +106,8 @@ pub struct ConfigFile {
     pub max_object_size: Option<u64>,
     /// As for `--max-storage`: bytes, or a string such as "500M" or "2G".
     pub max_storage: Option<crate::byte_size::ByteSize>,
+    /// As for `--ttl`: days, or a string such as "30d".
+    pub ttl: Option<crate::lifetime::Lifetime>,
     /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.
     pub iroh_relay: Option<String>,
     pub iroh_addr: Option<SocketAddr>,

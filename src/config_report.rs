@@ -129,6 +129,13 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             source: src("max_storage", file.max_storage.is_some()),
         },
         Row {
+            key: "ttl",
+            value: config
+                .ttl
+                .map_or("none (objects stay until deleted)".into(), |t| t.to_string()),
+            source: src("ttl", file.ttl.is_some()),
+        },
+        Row {
             key: "no_storage",
             value: config.no_storage.to_string(),
             source: src("no_storage", file.no_storage.is_some()),
@@ -404,6 +411,8 @@ pub const EXAMPLE: &str = r#"{
   // "max_object_size": 5368709120,
   // Storage quota for the whole relay: bytes or "500M", "2G" (example; default: none).
   // "max_storage": "20G",
+  // How long objects live in buckets without lifecycle rules (example; default: for good).
+  // "ttl": "30d",
   // Unfinished multipart uploads are aborted after this many days.
   // "incomplete_upload_days": 7,
   // A connection-only relay: store nothing.

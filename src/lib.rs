@@ -10,6 +10,7 @@ pub mod data_dir_lock;
 pub mod fd_limit;
 pub mod health;
 mod jsonc;
+pub mod lifetime;
 pub mod limit_args;
 pub mod logging;
 pub mod mail;
@@ -47,6 +48,10 @@ pub struct Relay {
     /// Keeps the storage quota's count of staged parts true; `None` without a quota.
     quota_refresh: Option<JoinHandle<()>>,
     mailbox_sweep: Option<JoinHandle<()>>,
+    /// The store the S3 API serves, where lifecycle rules and `--ttl` apply.
+    lifecycle: Arc<gateway::lifecycle::Expiring>,
+    /// Deletes the bytes of expired objects; `None` without storage.
+    lifecycle_sweep: Option<JoinHandle<()>>,
     /// Tells `haven-relay health` this relay is alive.
     heartbeat: JoinHandle<()>,
     data_dir: std::path::PathBuf,
@@ -94,15 +99,20 @@ impl Relay {
         let mailbox = if config.no_storage {
             None
         } else {
-            let clock: Arc<dyn mailbox::Clock> = Arc::new(mailbox::SystemClock);
-            let opened = mailbox::Mailbox::open(store.clone(), config.mailbox.clone(), clock)
+            let opened = mailbox::Mailbox::open(store.clone(), config.mailbox.clone(), config.clock.clone())
                 .await
                 .context("opening the mailbox")?;
             Some(opened)
         };
         let mailbox_sweep = mailbox.as_ref().map(|m| m.spawn_sweeper(config.mailbox_sweep));
-        // The S3 API sees every bucket but the mailbox's.
-        let store: Arc<dyn backends::Store> = Arc::new(mailbox::hidden::WithoutMailbox(store));
+        // The S3 API sees every bucket but the mailbox's, and no object past its lifetime.
+        let store = Arc::new(gateway::lifecycle::Expiring::new(
+            Arc::new(mailbox::hidden::WithoutMailbox(store)),
+            config.clock.clone(),
+            config.ttl.map(|t| t.0),
+        ));
+        let lifecycle_sweep = (!config.no_storage)
+            .then(|| gateway::lifecycle::sweep::spawn(&store, config.expiry_sweep, s3_metrics.clone()));
         let gateway_config = gateway::GatewayConfig {
             max_object_size: config.max_object_size,
             max_post_object_size: config
@@ -132,7 +142,7 @@ impl Relay {
                 start_tunnel(
                     &config.data_dir,
                     settings,
-                    gateway::trusted_frontend(store, &gateway_config),
+                    gateway::trusted_frontend(store.clone(), &gateway_config),
                     mailbox.clone(),
                     config.switchboard,
                 )
@@ -140,6 +150,7 @@ impl Relay {
             ),
             None => None,
         };
+        let store_for_relay = store.clone();
         let ops = match (ops, config.ops_addr) {
             (Some(ops), Some(addr)) => {
                 let sources = ops::Sources {
@@ -160,6 +171,8 @@ impl Relay {
             mailbox,
             quota_refresh,
             mailbox_sweep,
+            lifecycle: store_for_relay,
+            lifecycle_sweep,
             heartbeat: health::spawn(&config.data_dir),
             data_dir: config.data_dir.clone(),
             ops,
@@ -194,6 +207,11 @@ impl Relay {
         self.mailbox.as_ref()
     }
 
+    /// The store the S3 API serves (lifecycle rules applied): tests sweep it by hand.
+    pub fn lifecycle(&self) -> &Arc<gateway::lifecycle::Expiring> {
+        &self.lifecycle
+    }
+
     /// Each mirror's state, when the relay runs a mirror set.
     pub fn mirror_status(&self) -> Option<Vec<backends::mirror::MirrorStatus>> {
         self.mirrors.as_ref().map(|m| m.status())
@@ -207,6 +225,9 @@ impl Relay {
             expiry.abort();
         }
         if let Some(sweep) = self.mailbox_sweep {
+            sweep.abort();
+        }
+        if let Some(sweep) = self.lifecycle_sweep {
             sweep.abort();
         }
         if let Some(http) = self.http {

@@ -197,6 +197,11 @@ pub struct RunArgs {
     /// 1024; 2GB is 2,000,000,000). Writes past it get 403 QuotaExceeded (default: none).
     #[arg(long, env = "HAVEN_RELAY_MAX_STORAGE", value_name = "SIZE")]
     pub max_storage: Option<crate::byte_size::ByteSize>,
+    /// How long objects live in buckets that have no lifecycle rules of their own: days, such
+    /// as 30d or 2w (default: for good). Expired objects vanish at once and their bytes are
+    /// deleted within the hour; like S3 rules, expiry is kept to the day.
+    #[arg(long, env = "HAVEN_RELAY_TTL", value_name = "DAYS")]
+    pub ttl: Option<crate::lifetime::Lifetime>,
     /// Connection-only relay: store nothing; S3 requests are refused with NotImplemented.
     /// `--no-storage=false` turns off a relay.json `no_storage: true`.
     #[arg(long, env = "HAVEN_RELAY_NO_STORAGE", num_args = 0..=1, default_missing_value = "true",
@@ -271,6 +276,7 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
     }
     config.max_storage = args.max_storage.or(file.max_storage).map(|b| b.0);
     anyhow::ensure!(config.max_storage != Some(0), "max_storage must be more than 0");
+    config.ttl = args.ttl.or(file.ttl);
     config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
     config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
     config.limits = args.limits.resolve(file.limits.as_ref())?;

@@ -7,6 +7,7 @@
 
 pub mod blobs;
 pub mod chunks;
+pub mod clock;
 mod conditions;
 pub mod digest;
 mod error;

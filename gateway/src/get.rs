@@ -115,6 +115,7 @@ pub async fn get_object(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Resul
     };
     let meta = got.meta;
     pre.check(&meta, not_modified)?;
+    let expiration = gw.expiration(&input.bucket, &meta).await;
     let partial = range.is_some();
     let content_range = partial.then(|| {
         format!(
@@ -150,6 +151,7 @@ pub async fn get_object(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Resul
             .then(|| convert::checksum_type(&meta.checksums))
             .flatten(),
         expires: convert::expires_from_string(meta.attrs.expires.as_deref()),
+        expiration,
         content_type: meta.attrs.content_type,
         cache_control: meta.attrs.cache_control,
         content_disposition: meta.attrs.content_disposition,
@@ -194,6 +196,7 @@ pub async fn head_object(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Res
         .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
     let none = backends::Checksums::new();
     let c = convert::checksum_fields(if want_checksums { &meta.checksums } else { &none });
+    let expiration = gw.expiration(&input.bucket, &meta).await;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: Some(length as i64),
         content_range,
@@ -211,6 +214,7 @@ pub async fn head_object(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Res
             .then(|| convert::checksum_type(&meta.checksums))
             .flatten(),
         expires: convert::expires_from_string(meta.attrs.expires.as_deref()),
+        expiration,
         content_type: meta.attrs.content_type,
         cache_control: meta.attrs.cache_control,
         content_disposition: meta.attrs.content_disposition,

@@ -3,7 +3,7 @@
 //! [`s3s`] owns the protocol — SigV4, XML, aws-chunked bodies, routing — and calls our thin
 //! [`Gateway`], which translates each operation into calls on a [`backends::Store`] and back.
 //! One file per family of operations (`bucket`, `put`, `get`, `list`, `copy`, `delete`,
-//! `multipart`, `cors`), one place that maps storage errors to S3 errors (`error`), and one
+//! `multipart`, `cors`, `lifecycle`), one place that maps storage errors to S3 errors (`error`), and one
 //! server loop ([`server`]) that every transport shares.
 
 mod body;
@@ -18,6 +18,7 @@ mod delete;
 mod error;
 mod get;
 pub mod host;
+pub mod lifecycle;
 mod list;
 pub mod metrics;
 mod multipart;
@@ -70,14 +71,17 @@ impl GatewayConfig {
 /// Our `s3s::S3` implementation: the store plus the limits.
 pub struct Gateway {
     store: Arc<dyn Store>,
+    /// The same store, for what lifecycle rules say of an object (`x-amz-expiration`).
+    lifecycle: Arc<lifecycle::Expiring>,
     max_object_size: u64,
     quota: Option<Arc<quota::StorageQuota>>,
     /// Answers a repeated CompleteMultipartUpload.
     completed: Arc<completed::CompletedUploads>,
 }
 
-/// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required.
-pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
+/// Builds the HTTP frontend (s3s service plus CORS) over `store`, with SigV4 required. The
+/// store is the one lifecycle rules apply to, shared by every frontend of a relay.
+pub fn frontend(store: Arc<lifecycle::Expiring>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(config.s3_domains.clone());
     let mut builder = builder(store.clone(), config, &hosts);
     builder.set_auth(OneKey {
@@ -97,16 +101,17 @@ pub fn frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
 /// tunnel admits circle members only): the same S3 service, without SigV4. Signatures that
 /// clients add anyway are ignored rather than checked against keys they do not have. (s3s
 /// consults an access check only when auth is set, so there is none to relax here.)
-pub fn trusted_frontend(store: Arc<dyn Store>, config: &GatewayConfig) -> Frontend {
+pub fn trusted_frontend(store: Arc<lifecycle::Expiring>, config: &GatewayConfig) -> Frontend {
     let hosts = RelayHosts::new(config.s3_domains.iter().cloned().chain([host::TUNNEL_HOST.to_owned()]));
     let builder = builder(store.clone(), config, &hosts);
     let rate = config.requests_per_second.map(|r| Arc::new(rate::RequestRate::new(r)));
     Frontend::new(builder.build(), store, Trust::Transport, hosts, config, rate)
 }
 
-fn builder(store: Arc<dyn Store>, config: &GatewayConfig, hosts: &RelayHosts) -> S3ServiceBuilder {
+fn builder(store: Arc<lifecycle::Expiring>, config: &GatewayConfig, hosts: &RelayHosts) -> S3ServiceBuilder {
     let gateway = Gateway {
-        store,
+        store: store.clone(),
+        lifecycle: store,
         max_object_size: config.max_object_size,
         quota: config.quota.clone(),
         completed: Default::default(),

@@ -34,6 +34,8 @@ pub struct S3Metrics {
     pub(crate) connections_open: Gauge,
     pub(crate) connections_evicted: Counter,
     pub(crate) connections_refused: Counter,
+    pub(crate) expired_objects: Counter,
+    pub(crate) expired_uploads: Counter,
 }
 
 impl S3Metrics {
@@ -48,7 +50,19 @@ impl S3Metrics {
             connections_open: Gauge::default(),
             connections_evicted: Counter::default(),
             connections_refused: Counter::default(),
+            expired_objects: Counter::default(),
+            expired_uploads: Counter::default(),
         };
+        registry.register(
+            "s3_expired_objects",
+            "Objects deleted by lifecycle rules or the relay-wide lifetime (--ttl)",
+            metrics.expired_objects.clone(),
+        );
+        registry.register(
+            "s3_expired_uploads",
+            "Unfinished multipart uploads aborted by lifecycle rules",
+            metrics.expired_uploads.clone(),
+        );
         registry.register(
             "s3_requests",
             "S3 requests by transport, operation and status",

@@ -5,7 +5,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::quota::Reservation;
-use crate::{Gateway, bucket, copy, cors, delete, get, list, multipart, put};
+use crate::{Gateway, bucket, copy, cors, delete, get, lifecycle, list, multipart, put};
 
 impl Gateway {
     /// Holds a write's `declared` size against the storage quota, if there is one, and gives
@@ -53,6 +53,18 @@ impl Gateway {
         }
     }
 
+    /// The `x-amz-expiration` header for an object a lifecycle rule will expire: the
+    /// midnight (UTC) after its last day, and the rule's id.
+    pub(crate) async fn expiration(&self, bucket: &str, meta: &backends::ObjectMeta) -> Option<String> {
+        let (last_day, rule) = self.lifecycle.expiration(bucket, meta).await?;
+        let midnight = lifecycle::rules::day_timestamp(last_day.plus(1).0);
+        let date = crate::convert::expires_to_string(Some(&midnight))?;
+        Some(format!(
+            "expiry-date=\"{date}\", rule-id=\"{}\"",
+            rule.unwrap_or_default().replace('"', "")
+        ))
+    }
+
     /// Refuses a body whose declared length is already over the cap, before reading it.
     pub(crate) fn check_declared_size(&self, content_length: Option<i64>) -> S3Result<()> {
         match content_length {
@@ -95,6 +107,25 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         cors::delete(self, req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        lifecycle::put(self, req).await
+    }
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        lifecycle::get(self, req).await
+    }
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        lifecycle::delete(self, req).await
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {

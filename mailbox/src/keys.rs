@@ -7,8 +7,8 @@
 //!   message" ([`crate::receipts`]). Kept until the day is over, so that posting an id that
 //!   everyone has again is still a duplicate.
 
-use crate::clock::Day;
 use crate::frame::{MessageId, NodeId};
+use backends::clock::Day;
 
 /// The reserved bucket. [`crate::hidden`] keeps it out of the S3 API.
 pub const BUCKET: &str = "haven-relay-mailbox";

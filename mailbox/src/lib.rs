@@ -8,7 +8,6 @@
 //! exactly as durable as objects. The wire format is in [`frame`]; the transport (iroh, ALPN
 //! `haven-relay/mailbox/1`) lives in the `tunnel` crate.
 
-pub mod clock;
 mod delivery;
 pub mod frame;
 pub mod hidden;
@@ -18,7 +17,7 @@ pub mod limits;
 mod mailbox;
 mod receipts;
 
-pub use clock::{Clock, Day, ManualClock, SystemClock};
+pub use backends::clock::{Clock, Day, ManualClock, SystemClock};
 pub use delivery::{Deliveries, deliveries};
 pub use frame::{Delivery, MessageId, NodeId, Post, PostStatus};
 pub use keys::BUCKET;

@@ -15,12 +15,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::clock::{Clock, Day};
 use crate::frame::{MessageId, NodeId, Post, PostStatus};
 use crate::janitor::Janitor;
 use crate::keys::{self, BUCKET, Header};
 use crate::limits::{Limits, RateLimiter};
 use crate::receipts::{self, Receipt, ReceiptLog};
+use backends::clock::{Clock, Day};
 
 /// One message waiting for at least one recipient.
 #[derive(Debug)]
@@ -489,8 +489,7 @@ impl Mailbox {
     /// When a message expiring on `expiry` is deleted: at a moment in the 24 hours after that
     /// day ends, fixed by its (random) id, so that deletion times say no more than the day.
     fn deletion_secs(id: MessageId, expiry: Day) -> i64 {
-        let jitter = u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes")) % (24 * 60 * 60);
-        expiry.end_secs() + jitter as i64
+        expiry.expiry_moment_secs(u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes")))
     }
 
     /// Deletes every message and delivered id whose deletion moment has passed. Returns how

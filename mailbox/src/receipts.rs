@@ -14,9 +14,9 @@ use backends::{ObjectAttrs, PutOptions, Store, StoreError};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::clock::Day;
 use crate::frame::{MessageId, NodeId};
 use crate::keys::BUCKET;
+use backends::clock::Day;
 
 const VERSION: u8 = 1;
 const ENTRY: usize = 16 + 32;

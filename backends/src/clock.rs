@@ -1,4 +1,5 @@
-//! Days, not moments: the mailbox only ever stores which day a message expires.
+//! Days, not moments: the mailbox and the S3 lifecycle rules keep expiry to the day, and
+//! delete at a moment that says no more than the day.
 //!
 //! A [`Clock`] is injected so that tests can move time forward by days without waiting.
 
@@ -21,15 +22,27 @@ impl Day {
     pub fn end_secs(self) -> i64 {
         (self.0 as i64 + 1) * DAY_SECS
     }
+
+    /// The day holding `unix_secs`.
+    pub fn of_secs(unix_secs: i64) -> Day {
+        Day(unix_secs.div_euclid(DAY_SECS).max(0) as u32)
+    }
+
+    /// When something that expires on this day goes: at a moment in the 24 hours after the
+    /// day ends, fixed by `seed` (random, or a hash of the thing), never before. Deletion
+    /// times then say no more than the day.
+    pub fn expiry_moment_secs(self, seed: u64) -> i64 {
+        self.end_secs() + (seed % DAY_SECS as u64) as i64
+    }
 }
 
 /// Where the mailbox reads the time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: std::fmt::Debug + Send + Sync + 'static {
     /// Unix seconds.
     fn now_secs(&self) -> i64;
 
     fn today(&self) -> Day {
-        Day(self.now_secs().div_euclid(DAY_SECS).max(0) as u32)
+        Day::of_secs(self.now_secs())
     }
 }
 
