@@ -365,6 +365,22 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             limits_file.is_some_and(|l| l.requests_per_second.is_some()),
         ),
     });
+    rows.push(Row {
+        key: "limits.max_connections_per_member",
+        value: config.limits.connections_per_member.to_string(),
+        source: src(
+            "max_connections_per_member",
+            limits_file.is_some_and(|l| l.max_connections_per_member.is_some()),
+        ),
+    });
+    rows.push(Row {
+        key: "limits.max_streams_per_connection",
+        value: config.limits.streams_per_connection.to_string(),
+        source: src(
+            "max_streams_per_connection",
+            limits_file.is_some_and(|l| l.max_streams_per_connection.is_some()),
+        ),
+    });
     rows
 }
 
@@ -456,6 +472,10 @@ pub const EXAMPLE: &str = r#"{
   //   "header_timeout_secs": 20,
   //   // Per client: the access key over HTTP, a member over the tunnel (example; default: no limit).
   //   "requests_per_second": 100,
+  //   // Over the tunnel: connections one member may hold (past it, its oldest is closed),
+  //   // and requests one connection may have in flight.
+  //   "max_connections_per_member": 16,
+  //   "max_streams_per_connection": 1024,
   // },
 }
 "#;

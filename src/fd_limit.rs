@@ -30,6 +30,11 @@ pub fn raise() -> Option<u64> {
     limit.current
 }
 
+/// The limit [`raise`] would reach, without raising it (for `doctor`); `None`: unlimited.
+pub fn reachable() -> Option<u64> {
+    getrlimit(Resource::Nofile).maximum
+}
+
 /// The connection cap to use given the configured one and the open-file limit.
 pub fn connection_cap(configured: usize, open_files: Option<u64>) -> usize {
     match open_files {

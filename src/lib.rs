@@ -7,6 +7,7 @@ pub mod config;
 pub mod config_report;
 pub mod credentials;
 pub mod data_dir_lock;
+pub mod doctor;
 pub mod fd_limit;
 pub mod health;
 mod jsonc;
@@ -145,6 +146,7 @@ impl Relay {
                     gateway::trusted_frontend(store.clone(), &gateway_config),
                     mailbox.clone(),
                     config.switchboard,
+                    config.limits,
                 )
                 .await?,
             ),
@@ -328,13 +330,15 @@ async fn start_tunnel(
     frontend: gateway::Frontend,
     mailbox: Option<Arc<mailbox::Mailbox>>,
     switchboard: tunnel::SwitchLimits,
+    limits: limit_args::Limits,
 ) -> anyhow::Result<tunnel::TunnelServer> {
     let secret = tunnel::identity::load_or_create(data_dir)?;
     let alpns = tunnel::alpns;
     let remembered = tunnel_port::choose(data_dir, settings);
-    let endpoint = match tunnel::endpoint::bind(secret.clone(), &remembered, alpns()).await {
+    let streams = limits.streams_per_connection;
+    let endpoint = match tunnel::endpoint::bind_limited(secret.clone(), &remembered, alpns(), streams).await {
         // A remembered port may be taken now; any port beats not starting.
-        Err(_) if &remembered != settings => tunnel::endpoint::bind(secret, settings, alpns()).await?,
+        Err(_) if &remembered != settings => tunnel::endpoint::bind_limited(secret, settings, alpns(), streams).await?,
         other => other?,
     };
     tunnel_port::remember(data_dir, &endpoint);
@@ -346,5 +350,6 @@ async fn start_tunnel(
         members,
         Some(data_dir.to_path_buf()),
         switchboard,
+        limits.connections_per_member,
     ))
 }

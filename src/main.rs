@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backends::spec::BackendSpec;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use haven_relay::config::{ConfigFile, default_data_dir};
 use haven_relay::logging::LogFormat;
-use haven_relay::run_args::{KeyArgs, RunArgs, StorageArgs, TunnelArgs, resolve_run};
-use haven_relay::{Relay, RelayConfig, circle};
+use haven_relay::run_args::{KeyArgs, RunArgs, TunnelArgs, resolve_run};
+use haven_relay::{Relay, circle};
 use tunnel::link::{CircleLink, RelayLink};
 use tunnel::{EndpointId, RelayChoice};
 
@@ -70,8 +69,9 @@ enum Command {
     },
     /// Forward a local TCP port to a relay over the tunnel, for standard S3 tools.
     Connect(ConnectArgs),
-    /// Round-trip a small blob through every configured backend and report on each.
-    Doctor(DoctorArgs),
+    /// Round-trip a small blob through every configured backend, and show the limits `run`
+    /// with the same flags would apply.
+    Doctor(Box<RunArgs>),
     /// Leave a sealed message at a relay for members who may be offline. The exit status
     /// is the relay's answer: 0 stored, 10 + the status code otherwise (see docs).
     Send(SendArgs),
@@ -128,12 +128,6 @@ struct InboxArgs {
     follow: bool,
     #[command(flatten)]
     tunnel: TunnelArgs,
-}
-
-#[derive(Args)]
-struct DoctorArgs {
-    #[command(flatten)]
-    storage: StorageArgs,
 }
 
 #[derive(Subcommand)]
@@ -239,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Members { action } => members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
-        Command::Doctor(args) => doctor(data_dir_arg, args).await,
+        Command::Doctor(args) => doctor(data_dir_arg, &args).await,
         Command::Send(args) => send(data_dir.clone(), args)
             .await
             .map_err(|e| explain_refusal(e, &data_dir)),
@@ -323,84 +317,15 @@ async fn send(data_dir: PathBuf, args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn doctor(data_dir: Option<PathBuf>, args: DoctorArgs) -> anyhow::Result<()> {
-    let file = args.storage.file()?;
-    let mut config = RelayConfig::new(haven_relay::config::data_dir(data_dir, &file));
-    config.storage = args.storage.resolve(&file)?;
-    if config.storage.backends.is_empty() {
-        // The embedded store, seen as a blob directory would only confuse: check the disk.
-        let dir = config.store_dir();
-        let probe = dir.join(".doctor");
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&probe, b"ok"))
-            .with_context(|| format!("writing to {}", dir.display()))?;
-        std::fs::remove_file(&probe)?;
-        say!(
-            "embedded store at {}: writable (no --backend configured)",
-            dir.display()
-        );
-        return Ok(());
-    }
-    let reports = haven_relay::storage::doctor(&config).await?;
-    let mut failed = 0;
-    for r in &reports {
-        say!("{}", r.label);
-        match &r.round_trip {
-            Ok(took) => say!(
-                "  reachable:        yes (round trip {:.1} ms)",
-                took.as_secs_f64() * 1000.0
-            ),
-            Err(why) => {
-                failed += 1;
-                say!("  reachable:        NO: {why}");
-            }
-        }
-        match r.stored {
-            Some((objects, bytes)) => say!("  stored:           {objects} blobs, {bytes} bytes"),
-            None => say!("  stored:           unknown"),
-        }
-        match r.pending_repairs {
-            Some(n) => say!("  pending repairs:  {n}"),
-            None => say!("  pending repairs:  unknown"),
-        }
-    }
-    match backends::mirror::ScrubProgress::load(&config.data_dir.join("catalog")) {
-        Some(p) => match p.round_finished {
-            Some(_) => say!(
-                "scrub: {} round(s) done; the last checked {} copies ({} bytes), {} bad and repaired",
-                p.rounds_completed,
-                p.copies_checked,
-                p.bytes_checked,
-                p.bad_copies
-            ),
-            None => say!(
-                "scrub: round {} under way, {} copies ({} bytes) checked so far, {} bad",
-                p.rounds_completed + 1,
-                p.copies_checked,
-                p.bytes_checked,
-                p.bad_copies
-            ),
-        },
-        None => say!("scrub: no round recorded yet"),
-    }
-    if let Ok(version) = backends::rclone::version(&backends::rclone::RcloneOptions {
-        binary: config.storage.connect.rclone_binary.clone(),
-        config: None,
-        remote: String::new(),
-    })
-    .await
-        && config
-            .storage
-            .backends
-            .iter()
-            .any(|b| matches!(b, BackendSpec::Rclone { .. }))
-    {
-        say!("rclone: {version}");
-    }
+async fn doctor(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<()> {
+    let (config, _) = resolve_run(data_dir, args)?;
+    let report = haven_relay::doctor::check(&config).await?;
+    say!("{}", report.text.trim_end());
     anyhow::ensure!(
-        failed == 0,
-        "{failed} of {} backends failed the round trip",
-        reports.len()
+        report.failed == 0,
+        "{} of {} backends failed the round trip",
+        report.failed,
+        report.backends
     );
     Ok(())
 }

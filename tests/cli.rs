@@ -494,3 +494,49 @@ fn a_run_that_fails_to_start_joins_nothing() {
         .unwrap();
     assert!(listed.stdout.is_empty());
 }
+
+/// `doctor` says what `run` with the same flags, variables and relay.json would let clients
+/// take, each from the place that set it.
+#[test]
+fn doctor_shows_the_limits_run_would_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.json");
+    std::fs::write(
+        &config,
+        r#"{ "ttl": "2w", "max_storage": "1G", "limits": { "max_streams_per_connection": 64 } }"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "doctor",
+            "--max-connections-per-member",
+            "3",
+            "--requests-per-second",
+            "50",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("HAVEN_RELAY_MAX_CONNECTIONS", "300")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("embedded store").contains("writable"));
+    assert!(line("HTTP connections:").contains(" 300 at once"), "{stdout}");
+    assert!(line("requests per second:").contains("50 per client"), "{stdout}");
+    assert!(line("storage quota:").contains(&(1u64 << 30).to_string()), "{stdout}");
+    assert!(line("object lifetime:").contains("14d"), "{stdout}");
+    assert!(
+        line("tunnel:").contains("3 connections per member, 64 requests in flight"),
+        "{stdout}"
+    );
+}

@@ -230,3 +230,77 @@ async fn a_member_added_while_running_gets_in_without_a_restart() {
     }
     assert!(admitted, "the running relay picked up the new member");
 }
+
+/// A raw QUIC connection to the relay's S3 protocol as `key`, from an endpoint of its own
+/// (returned too: the connection lives only as long as it).
+async fn raw_connection(key: &SecretKey, r: &TestRelay) -> (iroh::Endpoint, iroh::endpoint::Connection) {
+    let endpoint = tunnel::endpoint::bind(key.clone(), &common::tunnel::direct_only(), Vec::new())
+        .await
+        .unwrap();
+    let conn = endpoint
+        .connect(relay_link(r).endpoint_addr(), tunnel::ALPN)
+        .await
+        .unwrap();
+    (endpoint, conn)
+}
+
+#[tokio::test]
+async fn a_member_over_its_connection_allowance_loses_its_oldest() {
+    let member = SecretKey::generate();
+    let r = common::tunnel::relay_for_with(&[member.public()], |c| c.limits.connections_per_member = 2).await;
+    let (_a, first) = raw_connection(&member, &r).await;
+    let (_b, second) = raw_connection(&member, &r).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(first.close_reason().is_none() && second.close_reason().is_none());
+    let (_c, third) = raw_connection(&member, &r).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), first.closed())
+        .await
+        .expect("the oldest connection is closed");
+    match closed {
+        iroh::endpoint::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                iroh::endpoint::VarInt::from_u32(tunnel::server::TOO_MANY_CONNECTIONS)
+            )
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(second.close_reason().is_none() && third.close_reason().is_none());
+    // The newest still serves requests.
+    let s3 = sdk(tunnel_client(&member, &r).await.unwrap());
+    s3.create_bucket().bucket("still-works").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn streams_past_the_per_connection_limit_wait_for_a_free_one() {
+    let member = SecretKey::generate();
+    let r = common::tunnel::relay_for_with(&[member.public()], |c| c.limits.streams_per_connection = 2).await;
+    let (_endpoint, conn) = raw_connection(&member, &r).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        // Half a request: the stream stays busy.
+        send.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        open.push((send, recv));
+    }
+    let third = tokio::time::timeout(Duration::from_millis(700), conn.open_bi()).await;
+    assert!(third.is_err(), "a third stream opened past the limit of 2: {third:?}");
+    let (mut send, mut recv) = open.remove(0);
+    send.reset(0u32.into()).unwrap();
+    recv.stop(0u32.into()).unwrap();
+    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+        .await
+        .expect("a stream frees up once one closes")
+        .unwrap();
+    send.write_all(b"GET / HTTP/1.1\r\nHost: haven-relay.tunnel\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // `Connection: close`: the relay ends the stream after its answer.
+    let answer = recv.read_to_end(64 * 1024).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -13,9 +13,10 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::TunnelError;
 
-/// Streams a peer may have open at once: one per in-flight request (or forwarded TCP
-/// connection), so well above what one app or `connect` uses in practice.
-const MAX_STREAMS: u32 = 1024;
+/// Streams a peer may have open at once on one connection: one per in-flight request (or
+/// forwarded TCP connection), so well above what one app or `connect` uses in practice.
+/// The relay's is configurable (`--max-streams-per-connection`, see [`bind_limited`]).
+pub const DEFAULT_MAX_STREAMS: u32 = 1024;
 
 /// A quiet connection still sends a packet this often, so NAT bindings stay open and a peer
 /// that crashed (or a relay killed with -9) is noticed within the idle timeout, not after
@@ -99,13 +100,24 @@ pub async fn bind(
     options: &EndpointOptions,
     alpns: Vec<Vec<u8>>,
 ) -> Result<Endpoint, TunnelError> {
+    bind_limited(secret_key, options, alpns, DEFAULT_MAX_STREAMS).await
+}
+
+/// As [`bind`], letting a peer open at most `max_streams` streams at once per connection;
+/// QUIC holds back the rest until one closes (flow control, not an error).
+pub async fn bind_limited(
+    secret_key: SecretKey,
+    options: &EndpointOptions,
+    alpns: Vec<Vec<u8>>,
+    max_streams: u32,
+) -> Result<Endpoint, TunnelError> {
     let (keep_alive, idle_ms) = if alpns.is_empty() {
         (CLIENT_KEEP_ALIVE, CLIENT_IDLE_TIMEOUT_MS)
     } else {
         (SERVER_KEEP_ALIVE, SERVER_IDLE_TIMEOUT_MS)
     };
     let transport = QuicTransportConfig::builder()
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .max_concurrent_bidi_streams(VarInt::from_u32(max_streams))
         .keep_alive_interval(keep_alive)
         .max_idle_timeout(Some(VarInt::from_u32(idle_ms).into()))
         .build();

@@ -25,23 +25,49 @@ use crate::switch_server::{SwitchLimits, Switchboard};
 
 /// Close code sent to a node that is not (or no longer) a member.
 pub const NOT_A_MEMBER: u32 = 403;
+/// Close code sent on a member's oldest connection when it opens one too many.
+pub const TOO_MANY_CONNECTIONS: u32 = 429;
 /// How often the running relay re-reads the members file.
 const MEMBERS_POLL: Duration = Duration::from_millis(500);
 
+/// The default of `--max-connections-per-member`: an app holds one connection per protocol,
+/// and `connect`, `send` or `pipe` one each; a member restarting may briefly hold two of each.
+pub const DEFAULT_CONNECTIONS_PER_MEMBER: usize = 16;
+
 /// Live connections by peer, so that removing a member cuts them off at once.
-#[derive(Default, Clone)]
-struct Connections(Arc<Mutex<HashMap<EndpointId, Vec<Connection>>>>);
+#[derive(Clone)]
+struct Connections {
+    live: Arc<Mutex<HashMap<EndpointId, Vec<Connection>>>>,
+    per_member: usize,
+}
 
 impl Connections {
+    fn new(per_member: usize) -> Self {
+        Self {
+            live: Arc::default(),
+            per_member: per_member.max(1),
+        }
+    }
+
+    /// Past the member's allowance the oldest of its connections is closed: the newest is
+    /// the one a member that restarted, or changed networks, is using now.
     fn add(&self, peer: EndpointId, conn: Connection) {
-        let mut map = self.0.lock().expect("connections lock");
+        let mut map = self.live.lock().expect("connections lock");
         let list = map.entry(peer).or_default();
         list.retain(|c| c.close_reason().is_none());
         list.push(conn);
+        while list.len() > self.per_member {
+            let oldest = list.remove(0);
+            tracing::debug!(peer = %peer.fmt_short(), "closed a member's oldest connection: over its allowance");
+            oldest.close(
+                VarInt::from_u32(TOO_MANY_CONNECTIONS),
+                b"too many connections from this member",
+            );
+        }
     }
 
     fn close_all_of(&self, peer: &EndpointId) {
-        let removed = self.0.lock().expect("connections lock").remove(peer);
+        let removed = self.live.lock().expect("connections lock").remove(peer);
         for conn in removed.into_iter().flatten() {
             conn.close(VarInt::from_u32(NOT_A_MEMBER), b"no longer a member of this circle");
         }
@@ -113,9 +139,10 @@ impl TunnelServer {
         members: Members,
         members_dir: Option<PathBuf>,
         switch: SwitchLimits,
+        connections_per_member: usize,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let connections = Connections::default();
+        let connections = Connections::new(connections_per_member);
         let stats = Arc::new(TunnelStats::default());
         let services = Services {
             frontend,
