@@ -81,7 +81,12 @@ async fn upload(client: &Client, key: &str) -> Result<(), String> {
             .send()
             .await
             .map_err(|e| format!("{e:?}"))?;
-        parts.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag.unwrap()).build());
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap())
+                .build(),
+        );
     }
     client
         .complete_multipart_upload()
@@ -153,8 +158,14 @@ async fn check_after_restart(data: &Path, acknowledged: &[String]) {
         assert!(bytes == payload(key), "{key} is not what was uploaded");
     }
     let tmp = data.join("store").join("tmp");
-    let left: Vec<_> = std::fs::read_dir(&tmp).map(|d| d.flatten().collect()).unwrap_or_default();
-    assert!(left.is_empty(), "temp files left: {:?}", left.iter().map(|e| e.path()).collect::<Vec<_>>());
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "temp files left: {:?}",
+        left.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
     drop(relay);
 }
 
@@ -203,7 +214,9 @@ async fn sigterm_during_100_concurrent_uploads_finishes_them_and_exits_0() {
             .unwrap()
             .success()
     );
-    let status = tokio::task::spawn_blocking(move || relay.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || relay.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "the relay exited with {status} after SIGTERM");
     for w in writers {
         w.await.unwrap();

@@ -11,6 +11,17 @@ pub async fn create_bucket(
     gw: &Gateway,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
+    let input = &req.input;
+    crate::access::check_canned(
+        input.acl.as_ref().map(BucketCannedACL::as_str),
+        &[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ],
+    )?;
     let bucket = req.input.bucket;
     gw.store.create_bucket(&bucket).await.map_err(to_s3)?;
     Ok(S3Response::new(CreateBucketOutput {
@@ -34,23 +45,61 @@ pub async fn delete_bucket(
     ))
 }
 
-pub async fn list_buckets(gw: &Gateway, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
-    let buckets = gw
-        .store
-        .list_buckets()
-        .await
-        .map_err(to_s3)?
+/// ListBuckets, paged as AWS pages it when asked (`max-buckets`, `continuation-token`,
+/// `prefix`); without `max-buckets` every bucket comes in one answer.
+pub async fn list_buckets(gw: &Gateway, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    let input = req.input;
+    let page_size = match input.max_buckets {
+        None => usize::MAX,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(s3s::s3_error!(
+                InvalidArgument,
+                "max-buckets must be between 1 and 10000"
+            ));
+        }
+    };
+    let after = match &input.continuation_token {
+        Some(token) => Some(crate::list::decode_token(token)?),
+        None => None,
+    };
+    // Every bucket here is in the one region clients sign for.
+    let other_region = input
+        .bucket_region
+        .as_deref()
+        .is_some_and(|r| !r.is_empty() && r != "us-east-1");
+    let mut all = gw.store.list_buckets().await.map_err(to_s3)?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let prefix = input.prefix.as_deref().unwrap_or("");
+    let mut matching = all
         .into_iter()
-        .map(|b| Bucket {
+        .filter(|b| !other_region && b.name.starts_with(prefix))
+        .filter(|b| after.as_deref().is_none_or(|after| b.name.as_str() > after))
+        .peekable();
+    let mut buckets = Vec::new();
+    while buckets.len() < page_size {
+        let Some(b) = matching.next() else { break };
+        buckets.push(Bucket {
             name: Some(b.name),
             creation_date: Some(Timestamp::from(b.created)),
-            bucket_region: None,
+            bucket_region: Some("us-east-1".into()),
+        });
+    }
+    let continuation_token = matching
+        .peek()
+        .is_some()
+        .then(|| {
+            buckets
+                .last()
+                .and_then(|b| b.name.as_deref())
+                .map(crate::list::encode_token)
         })
-        .collect();
+        .flatten();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(convert::owner()),
-        ..Default::default()
+        continuation_token,
+        prefix: input.prefix,
     }))
 }
 

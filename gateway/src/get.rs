@@ -54,6 +54,12 @@ fn not_modified() -> S3Error {
 
 /// The byte range of part `n` of a multipart object (a plain object is one part).
 fn part_range(meta: &ObjectMeta, n: i32) -> S3Result<ByteRange> {
+    if !(1..=10_000).contains(&n) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
     let sizes = if meta.part_sizes.is_empty() {
         vec![meta.size]
     } else {

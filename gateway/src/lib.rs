@@ -6,6 +6,7 @@
 //! `multipart`, `cors`, `lifecycle`), one place that maps storage errors to S3 errors (`error`), and one
 //! server loop ([`server`]) that every transport shares.
 
+mod access;
 mod body;
 mod bucket;
 pub mod chunked;
@@ -25,6 +26,7 @@ mod multipart;
 mod put;
 pub mod quota;
 mod rate;
+mod request_id;
 mod request_log;
 mod s3;
 pub mod server;

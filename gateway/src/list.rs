@@ -70,13 +70,23 @@ fn contents(page: &mut ListPage, enc: &Encoder, fetch_owner: bool) -> (Option<Ve
     )
 }
 
+/// A page of the listing. `max-keys=0` asks for nothing: S3 answers an empty page that is not
+/// truncated (once it knows the bucket).
+async fn page(gw: &Gateway, bucket: &str, query: &ListQuery) -> S3Result<ListPage> {
+    if query.max_keys == 0 {
+        gw.store.head_bucket(bucket).await.map_err(to_s3)?;
+        return Ok(ListPage::default());
+    }
+    gw.store.list_objects(bucket, query).await.map_err(to_s3)
+}
+
 /// Continuation tokens are the last key or prefix returned, base64url-encoded: opaque to
 /// clients, and a page resumes with one index seek.
-fn encode_token(last: &str) -> String {
+pub(crate) fn encode_token(last: &str) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(last.as_bytes())
 }
 
-fn decode_token(token: &str) -> S3Result<String> {
+pub(crate) fn decode_token(token: &str) -> S3Result<String> {
     base64_simd::URL_SAFE_NO_PAD
         .decode_to_vec(token.as_bytes())
         .ok()
@@ -88,7 +98,9 @@ pub async fn list_objects_v2(
     gw: &Gateway,
     req: S3Request<ListObjectsV2Input>,
 ) -> S3Result<S3Response<ListObjectsV2Output>> {
-    let input = req.input;
+    let mut input = req.input;
+    // `delimiter=` (empty) is no delimiter, and S3 does not echo it.
+    input.delimiter = input.delimiter.filter(|d| !d.is_empty());
     let enc = Encoder::new(input.encoding_type.as_ref())?;
     let start_after = match &input.continuation_token {
         Some(t) => Some(decode_token(t)?),
@@ -100,7 +112,7 @@ pub async fn list_objects_v2(
         start_after,
         max_keys: max_keys(input.max_keys)?,
     };
-    let mut page = gw.store.list_objects(&input.bucket, &query).await.map_err(to_s3)?;
+    let mut page = page(gw, &input.bucket, &query).await?;
     let (contents, common_prefixes) = contents(&mut page, &enc, input.fetch_owner.unwrap_or(false));
     let key_count = contents.as_ref().map_or(0, Vec::len) + common_prefixes.as_ref().map_or(0, Vec::len);
     Ok(S3Response::new(ListObjectsV2Output {
@@ -121,7 +133,9 @@ pub async fn list_objects_v2(
 }
 
 pub async fn list_objects(gw: &Gateway, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
-    let input = req.input;
+    let mut input = req.input;
+    // `delimiter=` (empty) is no delimiter, and S3 does not echo it.
+    input.delimiter = input.delimiter.filter(|d| !d.is_empty());
     let enc = Encoder::new(input.encoding_type.as_ref())?;
     let query = ListQuery {
         prefix: input.prefix.clone().unwrap_or_default(),
@@ -129,7 +143,7 @@ pub async fn list_objects(gw: &Gateway, req: S3Request<ListObjectsInput>) -> S3R
         start_after: input.marker.clone().filter(|m| !m.is_empty()),
         max_keys: max_keys(input.max_keys)?,
     };
-    let mut page = gw.store.list_objects(&input.bucket, &query).await.map_err(to_s3)?;
+    let mut page = page(gw, &input.bucket, &query).await?;
     let (contents, common_prefixes) = contents(&mut page, &enc, true);
     // S3 returns NextMarker only with a delimiter; without one clients use the last key.
     let next_marker = (page.truncated && input.delimiter.is_some())

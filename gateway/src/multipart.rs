@@ -17,6 +17,15 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
+    crate::access::check_canned(
+        input.acl.as_ref().map(ObjectCannedACL::as_str),
+        &[
+            input.grant_full_control.as_ref(),
+            input.grant_read.as_ref(),
+            input.grant_read_acp.as_ref(),
+            input.grant_write_acp.as_ref(),
+        ],
+    )?;
     let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
     let attrs = convert::attrs(
         input.content_type,

@@ -170,10 +170,13 @@ impl Frontend {
             (Some(rate), Some(client)) => rate.check(&client).err(),
             _ => None,
         };
-        let response = if let Err(e) = self.hosts.check(host) {
+        let ids = crate::request_id::RequestId::new();
+        let mut response = if let Err(e) = self.hosts.check(host) {
             error_response(StatusCode::BAD_REQUEST, &e)
         } else if let Some(e) = self.presign_lifetime_error(req.uri().query()) {
             error_response(StatusCode::BAD_REQUEST, &e)
+        } else if let Some(e) = crate::access::check_expected_owner(req.headers()) {
+            error_response(StatusCode::FORBIDDEN, &e)
         } else if let Some(wait) = too_fast {
             slow_down(wait)
         } else if method == Method::OPTIONS {
@@ -215,6 +218,8 @@ impl Frontend {
             }
             res
         };
+        ids.stamp(&mut response);
+        let request_id = ids.id.as_str();
         let status = response.status().as_u16();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let bytes_out = content_length(response.headers());
@@ -222,11 +227,11 @@ impl Frontend {
         // what kind of resource, how it went, how big and how long.
         if too_fast.is_some() {
             // A client over its rate would otherwise fill the log as fast as it asks.
-            tracing::debug!(op = %op, status, "request refused: client over its request rate");
+            tracing::debug!(op = %op, status, request_id, "request refused: client over its request rate");
         } else if response.status().is_server_error() && response.status() != StatusCode::NOT_IMPLEMENTED {
-            tracing::warn!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request failed");
+            tracing::warn!(op = %op, status, bytes_in, bytes_out, elapsed_ms, request_id, "request failed");
         } else {
-            tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, "request");
+            tracing::info!(op = %op, status, bytes_in, bytes_out, elapsed_ms, request_id, "request");
         }
         tracing::debug!(%method, %path, status, "request target");
         if let Some(metrics) = &self.metrics {
