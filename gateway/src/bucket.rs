@@ -23,7 +23,12 @@ pub async fn create_bucket(
         ],
     )?;
     let bucket = req.input.bucket;
-    gw.store.create_bucket(&bucket).await.map_err(to_s3)?;
+    match gw.store.create_bucket(&bucket).await {
+        // AWS in us-east-1, the one region here: creating a bucket you already own is 200 OK
+        // ("for legacy compatibility"); other regions answer BucketAlreadyOwnedByYou.
+        Ok(()) | Err(backends::StoreError::BucketAlreadyExists) => {}
+        Err(e) => return Err(to_s3(e)),
+    }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{bucket}")),
     }))
