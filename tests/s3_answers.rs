@@ -333,3 +333,85 @@ async fn every_answer_has_a_request_id_and_errors_name_it() {
         Some(16)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_attributes_describe_an_object_and_page_its_parts() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectAttributes};
+    let r = start().await;
+    let bucket = r.bucket("attrs").await;
+    let part = common::blob(5 * 1024 * 1024, 1);
+    let parts = vec![part.clone(), part.clone(), b"tail".to_vec()];
+    let etag = common::multipart_put(&r.client, &bucket, "multi", &parts).await;
+    r.client
+        .put_object()
+        .bucket(&bucket)
+        .key("single")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .body(b"sealed".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let all = [
+        ObjectAttributes::Etag,
+        ObjectAttributes::ObjectSize,
+        ObjectAttributes::StorageClass,
+        ObjectAttributes::ObjectParts,
+        ObjectAttributes::Checksum,
+    ];
+    let first = r
+        .client
+        .get_object_attributes()
+        .bucket(&bucket)
+        .key("multi")
+        .set_object_attributes(Some(all.to_vec()))
+        .max_parts(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Some(etag.trim_matches('"')), first.e_tag().map(|e| e.trim_matches('"')));
+    assert_eq!(first.object_size(), Some(10 * 1024 * 1024 + 4));
+    let pages = first.object_parts().unwrap();
+    assert_eq!(pages.total_parts_count(), Some(3));
+    assert_eq!(pages.is_truncated(), Some(true));
+    let sizes: Vec<i64> = pages.parts().iter().filter_map(|p| p.size()).collect();
+    assert_eq!(sizes, [5 * 1024 * 1024, 5 * 1024 * 1024]);
+    let rest = r
+        .client
+        .get_object_attributes()
+        .bucket(&bucket)
+        .key("multi")
+        .object_attributes(ObjectAttributes::ObjectParts)
+        .part_number_marker(pages.next_part_number_marker().unwrap().to_owned())
+        .send()
+        .await
+        .unwrap();
+    let rest = rest.object_parts().unwrap();
+    assert_eq!(rest.is_truncated(), Some(false));
+    assert_eq!(
+        rest.parts().iter().filter_map(|p| p.part_number()).collect::<Vec<_>>(),
+        [3]
+    );
+
+    let single = r
+        .client
+        .get_object_attributes()
+        .bucket(&bucket)
+        .key("single")
+        .set_object_attributes(Some(all.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(single.object_size(), Some(6));
+    assert!(single.object_parts().is_none(), "a single PUT has no parts");
+    assert!(single.checksum().and_then(|c| c.checksum_crc32_c()).is_some());
+    let missing = r
+        .client
+        .get_object_attributes()
+        .bucket(&bucket)
+        .key("nope")
+        .object_attributes(ObjectAttributes::Etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&missing), "NoSuchKey");
+}

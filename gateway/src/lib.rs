@@ -7,6 +7,7 @@
 //! server loop ([`server`]) that every transport shares.
 
 mod access;
+mod attributes;
 mod body;
 mod bucket;
 pub mod chunked;

@@ -5,7 +5,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::quota::Reservation;
-use crate::{Gateway, access, bucket, copy, cors, delete, get, lifecycle, list, multipart, put};
+use crate::{Gateway, access, attributes, bucket, copy, cors, delete, get, lifecycle, list, multipart, put};
 
 impl Gateway {
     /// Holds a write's `declared` size against the storage quota, if there is one, and gives
@@ -170,6 +170,12 @@ impl S3 for Gateway {
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         get::get_object(self, req).await
+    }
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        attributes::get_object_attributes(self, req).await
     }
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         get::head_object(self, req).await
