@@ -364,3 +364,137 @@ async fn a_repeated_completion_gets_the_same_answer() {
     assert_eq!(code(&after_overwrite), "NoSuchUpload");
     assert_eq!(r.get(&b, "k").await, b"replaced");
 }
+
+/// Bitwise CRC-32 (ISO-HDLC), as the SDK computes it: the test's own reference.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in data {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `x-amz-checksum-type: FULL_OBJECT`: the object's CRC is the whole body's, combined from
+/// the parts'; a completion whose checksum is wrong is refused and can be corrected.
+#[tokio::test]
+async fn full_object_checksums_combine_the_parts_and_check_the_completion() {
+    full_object_checksums(start().await).await;
+}
+
+/// The same on a mirror set, where parts are staged apart from the mirrors.
+#[tokio::test]
+async fn full_object_checksums_on_a_mirror_set() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let r = common::start_with(|cfg| {
+        common::mirror_set::mirrored(
+            cfg,
+            vec![
+                backends::spec::BackendSpec::Fs(a.clone()),
+                backends::spec::BackendSpec::Fs(b.clone()),
+            ],
+        )
+    })
+    .await;
+    full_object_checksums(r).await;
+}
+
+async fn full_object_checksums(r: common::TestRelay) {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
+    let bucket = r.bucket("full").await;
+    let parts = [blob(5 * 1024 * 1024, 1), blob(5 * 1024 * 1024, 2), blob(1234, 3)];
+    let whole = parts.concat();
+    let created = r
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("k")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.checksum_type(), Some(&ChecksumType::FullObject));
+    let id = created.upload_id.unwrap();
+    let mut done = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = r
+            .client
+            .upload_part()
+            .bucket(&bucket)
+            .key("k")
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap())
+                .checksum_crc32(out.checksum_crc32.unwrap())
+                .build(),
+        );
+    }
+    let b64 = |v: u32| base64_simd::STANDARD.encode_to_string(v.to_be_bytes());
+    let complete = |value: String| {
+        r.client
+            .complete_multipart_upload()
+            .bucket(&bucket)
+            .key("k")
+            .upload_id(&id)
+            .checksum_crc32(value)
+            .checksum_type(ChecksumType::FullObject)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done.clone()))
+                    .build(),
+            )
+            .send()
+    };
+    let wrong = complete(b64(crc32(b"something else"))).await.unwrap_err();
+    assert_eq!(common::status(&wrong), 400, "{}", code(&wrong));
+    assert!(
+        r.client.head_object().bucket(&bucket).key("k").send().await.is_err(),
+        "a refused completion commits nothing"
+    );
+    let right = complete(b64(crc32(&whole))).await.unwrap();
+    assert_eq!(right.checksum_crc32(), Some(b64(crc32(&whole)).as_str()));
+    assert_eq!(right.checksum_type(), Some(&ChecksumType::FullObject));
+    // The SDK checks a full-object checksum on GET by itself.
+    let got = r
+        .client
+        .get_object()
+        .bucket(&bucket)
+        .key("k")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.checksum_crc32(), Some(b64(crc32(&whole)).as_str()));
+    assert!(got.body.collect().await.unwrap().into_bytes() == whole);
+
+    // What S3 does not support is refused.
+    let sha = r
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("s")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&sha), "InvalidRequest");
+}

@@ -109,6 +109,31 @@ pub fn composite_checksum(algorithm: ChecksumAlgorithm, part_values: &[Vec<u8>])
     format!("{}-{}", digests.checksums[&algorithm], part_values.len())
 }
 
+/// S3's FULL_OBJECT checksum of a multipart object: the CRC of the whole body, combined from
+/// each part's CRC (big-endian bytes) and size. `None` for a non-CRC algorithm or a part value
+/// of the wrong length.
+pub fn full_object_crc(algorithm: ChecksumAlgorithm, part_values: &[Vec<u8>], part_sizes: &[u64]) -> Option<String> {
+    let (crc, width) = match algorithm {
+        ChecksumAlgorithm::Crc32 => (crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4),
+        ChecksumAlgorithm::Crc32c => (crc_fast::CrcAlgorithm::Crc32Iscsi, 4),
+        ChecksumAlgorithm::Crc64nvme => (crc_fast::CrcAlgorithm::Crc64Nvme, 8),
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => return None,
+    };
+    let mut whole: Option<u64> = None;
+    for (value, size) in part_values.iter().zip(part_sizes) {
+        if value.len() != width {
+            return None;
+        }
+        let part = value.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        whole = Some(match whole {
+            None => part,
+            Some(before) => crc_fast::checksum_combine(crc, before, part, *size),
+        });
+    }
+    let bytes = whole?.to_be_bytes();
+    Some(base64(&bytes[8 - width..]))
+}
+
 pub fn base64(bytes: &[u8]) -> String {
     base64_simd::STANDARD.encode_to_string(bytes)
 }
@@ -142,6 +167,34 @@ mod tests {
             "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="
         );
         assert_eq!(out.len, 11);
+    }
+
+    #[test]
+    fn a_full_object_crc_is_the_crc_of_the_whole_body() {
+        for algorithm in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64nvme,
+        ] {
+            let parts: [&[u8]; 3] = [b"sealed ", b"bytes in ", b"three parts"];
+            let raw: Vec<Vec<u8>> = parts
+                .iter()
+                .map(|p| {
+                    let mut d = Digester::new(&[algorithm]);
+                    d.update(p);
+                    base64_decode(&d.finish().checksums[&algorithm]).unwrap()
+                })
+                .collect();
+            let sizes: Vec<u64> = parts.iter().map(|p| p.len() as u64).collect();
+            let mut whole = Digester::new(&[algorithm]);
+            whole.update(&parts.concat());
+            assert_eq!(
+                full_object_crc(algorithm, &raw, &sizes).as_deref(),
+                Some(whole.finish().checksums[&algorithm].as_str()),
+                "{algorithm:?}"
+            );
+        }
+        assert_eq!(full_object_crc(ChecksumAlgorithm::Sha256, &[vec![0; 32]], &[1]), None);
     }
 
     #[test]

@@ -37,6 +37,16 @@ impl ChecksumAlgorithm {
     }
 }
 
+/// The checksum a multipart upload's object gets: S3's composite one (the checksum of the
+/// parts' checksums, `-N`), or with `full_object` the whole body's CRC, combined from the
+/// parts' CRCs and sizes (`x-amz-checksum-type: FULL_OBJECT`; CRCs only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    #[serde(default)]
+    pub full_object: bool,
+}
+
 /// Base64 checksum values, keyed by algorithm. A multipart object's values are composite
 /// (`<base64>-<parts>`), as in S3.
 pub type Checksums = BTreeMap<ChecksumAlgorithm, String>;
@@ -187,7 +197,7 @@ pub struct PartMeta {
 pub struct UploadInfo {
     pub key: String,
     pub attrs: ObjectAttrs,
-    pub checksum: Option<ChecksumAlgorithm>,
+    pub checksum: Option<UploadChecksum>,
     pub initiated_ms: i64,
     pub parts: Vec<PartMeta>,
 }

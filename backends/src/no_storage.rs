@@ -45,7 +45,13 @@ impl Store for NoStorage {
     async fn list_objects(&self, _: &str, _: &ListQuery) -> Result<ListPage> {
         Err(StoreError::NoStorage)
     }
-    async fn create_multipart(&self, _: &str, _: &str, _: ObjectAttrs, _: Option<ChecksumAlgorithm>) -> Result<String> {
+    async fn create_multipart(
+        &self,
+        _: &str,
+        _: &str,
+        _: ObjectAttrs,
+        _: Option<crate::UploadChecksum>,
+    ) -> Result<String> {
         Err(StoreError::NoStorage)
     }
     async fn upload_part(&self, _: &str, _: &str, _: &str, _: u32, _: ByteStream, _: PutOptions) -> Result<PartMeta> {

@@ -53,7 +53,7 @@ pub trait Store: Send + Sync + 'static {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<UploadChecksum>,
     ) -> Result<String>;
     async fn upload_part(
         &self,

@@ -1,6 +1,6 @@
 //! Multipart uploads: create, upload parts, complete (validated, AWS ETags), abort, list.
 
-use backends::{CompletedPart as StorePart, PutOptions, StoreError};
+use backends::{CompletedPart as StorePart, PutOptions, StoreError, UploadChecksum};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -27,6 +27,7 @@ pub async fn create(
         ],
     )?;
     let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
+    let checksum = upload_checksum(algorithm, input.checksum_type.as_ref())?;
     let attrs = convert::attrs(
         input.content_type,
         input.cache_control,
@@ -38,7 +39,7 @@ pub async fn create(
     );
     let upload_id = gw
         .store
-        .create_multipart(&input.bucket, &input.key, attrs, algorithm)
+        .create_multipart(&input.bucket, &input.key, attrs, checksum)
         .await
         .map_err(to_s3)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -46,9 +47,50 @@ pub async fn create(
         key: Some(input.key),
         upload_id: Some(upload_id),
         checksum_algorithm: input.checksum_algorithm,
-        checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: checksum.map(|c| checksum_type_of(&c)),
         ..Default::default()
     }))
+}
+
+/// The checksum an upload's object will carry, from CreateMultipartUpload's algorithm and
+/// `x-amz-checksum-type`, refused as S3 refuses the combinations it does not support.
+fn upload_checksum(
+    algorithm: Option<backends::ChecksumAlgorithm>,
+    requested: Option<&ChecksumType>,
+) -> S3Result<Option<UploadChecksum>> {
+    use backends::ChecksumAlgorithm as A;
+    let Some(algorithm) = algorithm else {
+        return match requested {
+            None => Ok(None),
+            Some(_) => Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header"
+            )),
+        };
+    };
+    let is_crc = matches!(algorithm, A::Crc32 | A::Crc32c | A::Crc64nvme);
+    let full_object = match requested.map(ChecksumType::as_str) {
+        // CRC64NVME exists only as a whole-object checksum.
+        None => algorithm == A::Crc64nvme,
+        Some(ChecksumType::FULL_OBJECT) if is_crc => true,
+        Some(ChecksumType::COMPOSITE) if algorithm != A::Crc64nvme => false,
+        Some(kind) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The {kind} checksum type cannot be used with the {} checksum algorithm",
+                algorithm.s3_name().to_lowercase()
+            ));
+        }
+    };
+    Ok(Some(UploadChecksum { algorithm, full_object }))
+}
+
+fn checksum_type_of(c: &UploadChecksum) -> ChecksumType {
+    ChecksumType::from_static(if c.full_object {
+        ChecksumType::FULL_OBJECT
+    } else {
+        ChecksumType::COMPOSITE
+    })
 }
 
 pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
@@ -114,7 +156,17 @@ pub async fn complete(
     if parts.is_empty() {
         return Err(s3_error!(MalformedXML, "the request lists no parts"));
     }
-    let mut opts = PutOptions::default();
+    let mut opts = PutOptions {
+        // What the client computed over what it uploaded: checked before anything commits.
+        expected: convert::header_checksums(
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        ),
+        ..PutOptions::default()
+    };
     apply_write_conditions(&mut opts, input.if_match, input.if_none_match)?;
     // In a task of its own: a client that hangs up mid-completion (and will retry) must not
     // cancel it between the store's commit and its being remembered.
@@ -230,7 +282,10 @@ pub async fn list_parts(gw: &Gateway, req: S3Request<ListPartsInput>) -> S3Resul
         is_truncated: Some(truncated),
         part_number_marker: input.part_number_marker,
         next_part_number_marker: next,
-        checksum_algorithm: upload.checksum.map(|a| ChecksumAlgorithm::from(a.s3_name().to_owned())),
+        checksum_algorithm: upload
+            .checksum
+            .map(|c| ChecksumAlgorithm::from(c.algorithm.s3_name().to_owned())),
+        checksum_type: upload.checksum.map(|c| checksum_type_of(&c)),
         owner: Some(convert::owner()),
         initiator: Some(Initiator {
             display_name: Some("haven-relay".into()),

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use backends::{
-    BucketInfo, ByteRange, ByteStream, ChecksumAlgorithm, CompletedPart, GetResult, ListPage, ListQuery, ObjectAttrs,
-    ObjectMeta, PartMeta, PutOptions, Result, Store, StoreError, UploadInfo, UploadSummary,
+    BucketInfo, ByteRange, ByteStream, CompletedPart, GetResult, ListPage, ListQuery, ObjectAttrs, ObjectMeta,
+    PartMeta, PutOptions, Result, Store, StoreError, UploadInfo, UploadSummary,
 };
 
 use crate::keys::BUCKET;
@@ -101,7 +101,7 @@ impl Store for WithoutMailbox {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<backends::UploadChecksum>,
     ) -> Result<String> {
         visible(bucket)?;
         self.0.create_multipart(bucket, key, attrs, checksum).await

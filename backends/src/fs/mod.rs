@@ -426,7 +426,7 @@ impl Store for FsStore {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<crate::UploadChecksum>,
     ) -> Result<String> {
         self.bucket(bucket)?;
         check_key(key)?;
@@ -460,7 +460,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         let b = self.bucket(bucket)?;
-        let (stored, sealed) = multipart::complete(&self.layout, bucket, key, upload_id, parts).await?;
+        let (stored, sealed) = multipart::complete(&self.layout, bucket, key, upload_id, parts, &opts.expected).await?;
         let keep = stored.parts.clone();
         let meta = self.commit(b, stored, sealed, opts).await?;
         multipart::prune_blob(self.layout.blob_dir(bucket, upload_id), keep).await;

@@ -14,7 +14,7 @@ use super::StoredObject;
 use super::blob::{self, Segment, TmpGuard};
 use super::layout::{Layout, part_file_name};
 use crate::conditions::{unique_algorithms, verify_digests};
-use crate::digest::{composite_checksum, hex_decode, multipart_etag};
+use crate::digest::{composite_checksum, full_object_crc, hex_decode, multipart_etag};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::names::check_upload_id;
@@ -29,7 +29,19 @@ struct UploadFile {
     attrs: ObjectAttrs,
     #[serde(default)]
     checksum: Option<ChecksumAlgorithm>,
+    /// The whole object's CRC rather than the composite checksum.
+    #[serde(default)]
+    full_object: bool,
     initiated_ms: i64,
+}
+
+impl UploadFile {
+    fn upload_checksum(&self) -> Option<UploadChecksum> {
+        self.checksum.map(|algorithm| UploadChecksum {
+            algorithm,
+            full_object: self.full_object,
+        })
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -56,7 +68,7 @@ pub(crate) async fn create(
     bucket: &str,
     key: &str,
     attrs: ObjectAttrs,
-    checksum: Option<ChecksumAlgorithm>,
+    checksum: Option<UploadChecksum>,
 ) -> Result<String> {
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let staging = layout.tmp_file();
@@ -64,7 +76,8 @@ pub(crate) async fn create(
     let file = UploadFile {
         key: key.to_owned(),
         attrs,
-        checksum,
+        checksum: checksum.map(|c| c.algorithm),
+        full_object: checksum.is_some_and(|c| c.full_object),
         initiated_ms: now_ms(),
     };
     blocking(move || {
@@ -148,9 +161,9 @@ pub(crate) async fn list_parts(layout: &Layout, bucket: &str, key: &str, upload_
         let upload = read_upload(&dir, &key)?;
         let parts = read_parts(&dir)?;
         Ok(UploadInfo {
+            checksum: upload.upload_checksum(),
             key: upload.key,
             attrs: upload.attrs,
-            checksum: upload.checksum,
             initiated_ms: upload.initiated_ms,
             parts,
         })
@@ -165,6 +178,7 @@ pub(crate) async fn complete(
     key: &str,
     upload_id: &str,
     requested: &[CompletedPart],
+    expected: &Checksums,
 ) -> Result<(StoredObject, TmpGuard)> {
     check_upload_id(upload_id)?;
     if requested.is_empty() {
@@ -177,6 +191,7 @@ pub(crate) async fn complete(
     }
     let dir = layout.upload_dir(bucket, upload_id);
     let (key, requested, upload_id) = (key.to_owned(), requested.to_vec(), upload_id.to_owned());
+    let expected = expected.clone();
     let tmp = layout.tmp_file();
     blocking(move || {
         let upload = read_upload(&dir, &key)?;
@@ -217,7 +232,21 @@ pub(crate) async fn complete(
                 })
                 .collect();
             if let Some(raw) = raw {
-                checksums.insert(algorithm, composite_checksum(algorithm, &raw));
+                let value = if upload.full_object {
+                    let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
+                    full_object_crc(algorithm, &raw, &sizes)
+                        .ok_or_else(|| StoreError::Corrupt("a part's CRC".into()))?
+                } else {
+                    composite_checksum(algorithm, &raw)
+                };
+                checksums.insert(algorithm, value);
+            }
+        }
+        // The client's checksum of what it uploaded, sent with the completion: a mismatch
+        // completes nothing, and the upload stays for a corrected completion.
+        for (algorithm, want) in &expected {
+            if checksums.get(algorithm) != Some(want) {
+                return Err(StoreError::ChecksumMismatch(algorithm.s3_name()));
             }
         }
         let meta = ObjectMeta {

@@ -860,7 +860,7 @@ impl Store for MirrorStore {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<crate::UploadChecksum>,
     ) -> Result<String> {
         self.inner.catalog.read().bucket(bucket)?;
         check_key(key)?;
@@ -903,7 +903,7 @@ impl Store for MirrorStore {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> Result<ObjectMeta> {
         {
             let state = self.inner.catalog.read();
@@ -912,8 +912,14 @@ impl Store for MirrorStore {
         }
         let _one_at_a_time = Completing::wait(&self.inner, bucket, key).await;
         let staging = &self.inner.staging;
+        // The client's checksums are checked against the staged parts' (the composite one is
+        // not the body's), not again when the body goes out to the mirrors.
+        let checked = PutOptions {
+            expected: std::mem::take(&mut opts.expected),
+            ..PutOptions::default()
+        };
         let meta = staging
-            .complete_multipart(bucket, key, upload_id, parts, PutOptions::default())
+            .complete_multipart(bucket, key, upload_id, parts, checked)
             .await
             .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?;
         let staged = staging.get_object(bucket, key, None).await?;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use backends::clock::{Clock, Day};
 use backends::{
-    BucketInfo, ByteRange, ByteStream, ChecksumAlgorithm, CompletedPart, GetResult, ListPage, ListQuery, ObjectAttrs,
-    ObjectMeta, PartMeta, PutOptions, Result, Store, StoreError, UploadInfo, UploadSummary,
+    BucketInfo, ByteRange, ByteStream, CompletedPart, GetResult, ListPage, ListQuery, ObjectAttrs, ObjectMeta,
+    PartMeta, PutOptions, Result, Store, StoreError, UploadInfo, UploadSummary,
 };
 use bytes::Bytes;
 
@@ -263,7 +263,7 @@ impl Store for Expiring {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
-        checksum: Option<ChecksumAlgorithm>,
+        checksum: Option<backends::UploadChecksum>,
     ) -> Result<String> {
         self.inner.create_multipart(bucket, key, attrs, checksum).await
     }
