@@ -365,20 +365,21 @@ async fn a_repeated_completion_gets_the_same_answer() {
     assert_eq!(r.get(&b, "k").await, b"replaced");
 }
 
-/// Bitwise CRC-32 (ISO-HDLC), as the SDK computes it: the test's own reference.
-fn crc32(data: &[u8]) -> u32 {
+/// Bitwise reflected CRC-32 with `poly`: the test's own reference.
+fn crc32_with(poly: u32, data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for byte in data {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ poly } else { crc >> 1 };
         }
     }
     !crc
+}
+
+/// CRC-32 (ISO-HDLC), as the SDK computes it.
+fn crc32(data: &[u8]) -> u32 {
+    crc32_with(0xEDB8_8320, data)
 }
 
 /// `x-amz-checksum-type: FULL_OBJECT`: the object's CRC is the whole body's, combined from
@@ -497,4 +498,64 @@ async fn full_object_checksums(r: common::TestRelay) {
         .await
         .unwrap_err();
     assert_eq!(code(&sha), "InvalidRequest");
+
+    // A composite checksum at completion: the checksum of the parts' checksums, matched with
+    // or without its `-N`.
+    let created = r
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("c")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.checksum_type(), Some(&ChecksumType::Composite));
+    let id = created.upload_id.unwrap();
+    let crc32c = |d: &[u8]| crc32_with(0x82F6_3B78, d);
+    let mut done = Vec::new();
+    let mut raw = Vec::new();
+    for (i, data) in parts[..2].iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = r
+            .client
+            .upload_part()
+            .bucket(&bucket)
+            .key("c")
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        raw.extend(crc32c(data).to_be_bytes());
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap())
+                .checksum_crc32_c(out.checksum_crc32_c.unwrap())
+                .build(),
+        );
+    }
+    let composite = b64(crc32c(&raw));
+    let complete = |value: String| {
+        r.client
+            .complete_multipart_upload()
+            .bucket(&bucket)
+            .key("c")
+            .upload_id(&id)
+            .checksum_crc32_c(value)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done.clone()))
+                    .build(),
+            )
+            .send()
+    };
+    let wrong = complete(format!("{}-2", b64(0))).await.unwrap_err();
+    assert_eq!(code(&wrong), "BadDigest");
+    let ok = complete(format!("{composite}-2")).await.unwrap();
+    assert_eq!(ok.checksum_crc32_c(), Some(format!("{composite}-2").as_str()));
+    assert_eq!(ok.checksum_type(), Some(&ChecksumType::Composite));
 }

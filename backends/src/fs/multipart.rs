@@ -244,8 +244,10 @@ pub(crate) async fn complete(
         }
         // The client's checksum of what it uploaded, sent with the completion: a mismatch
         // completes nothing, and the upload stays for a corrected completion.
+        // A composite value matches with or without its `-N` (clients send both).
+        let bare = |v: &str| v.split_once('-').map_or(v, |(value, _)| value).to_owned();
         for (algorithm, want) in &expected {
-            if checksums.get(algorithm) != Some(want) {
+            if checksums.get(algorithm).map(|v| bare(v)) != Some(bare(want)) {
                 return Err(StoreError::ChecksumMismatch(algorithm.s3_name()));
             }
         }
