@@ -415,3 +415,37 @@ async fn object_attributes_describe_an_object_and_page_its_parts() {
         .unwrap_err();
     assert_eq!(code(&missing), "NoSuchKey");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_control_characters_list_url_encoded() {
+    use aws_sdk_s3::types::EncodingType;
+    let r = start().await;
+    let bucket = r.bucket("ctrl").await;
+    for key in ["dir\u{1}one/a", "dir\u{1}one/b", "plain\u{7f}\u{0b}"] {
+        r.put(&bucket, key, "x").await;
+    }
+    let listed = r
+        .client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .encoding_type(EncodingType::Url)
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let prefixes: Vec<&str> = listed.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(prefixes, ["dir%01one/"]);
+    assert_eq!(keys, ["plain%7F%0B"]);
+    let v1 = r
+        .client
+        .list_objects()
+        .bucket(&bucket)
+        .encoding_type(EncodingType::Url)
+        .prefix("dir\u{1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1.prefix(), Some("dir%01"));
+    assert_eq!(v1.contents().len(), 2);
+}
