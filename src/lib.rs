@@ -125,6 +125,7 @@ impl Relay {
             requests_per_second: config.limits.requests_per_second,
             metrics: s3_metrics,
             quota: quota.clone(),
+            header_timeout: config.limits.connections.header_timeout,
         };
         let http = match config.s3_addr {
             Some(addr) => Some(

@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub struct Lifetime(pub NonZeroU32);
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a lifetime: write days, such as 30d, 2w or 30 (expiry is kept to the day)")]
+#[error("{0:?} is not a lifetime: write days, such as 30d, 2w or 30 (expiry is kept to the day; at most 1000000 days)")]
 pub struct BadLifetime(String);
 
 impl FromStr for Lifetime {
@@ -33,6 +33,9 @@ impl FromStr for Lifetime {
             .map_err(|_| bad())?
             .checked_mul(scale)
             .ok_or_else(bad)?;
+        if days > gateway::lifecycle::rules::MAX_DAYS {
+            return Err(bad());
+        }
         NonZeroU32::new(days).map(Lifetime).ok_or_else(bad)
     }
 }
@@ -71,7 +74,19 @@ mod tests {
         assert_eq!(parse("30"), Some(30));
         assert_eq!(parse("2w"), Some(14));
         assert_eq!(parse(" 7 days "), Some(7));
-        for bad in ["", "0", "0d", "12h", "1.5d", "-3d", "d", "99999999999w"] {
+        assert_eq!(parse("1000000d"), Some(1_000_000));
+        for bad in [
+            "",
+            "0",
+            "0d",
+            "12h",
+            "1.5d",
+            "-3d",
+            "d",
+            "99999999999w",
+            "1000001d",
+            "3000000d",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

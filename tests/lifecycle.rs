@@ -138,6 +138,13 @@ async fn rules_read_back_as_written_and_bad_ones_get_the_s3_error() {
         "InvalidArgument"
     );
     assert_eq!(
+        refused(vec![rule("forever").expiration(days(i32::MAX)).build().unwrap()])
+            .await
+            .unwrap_err(),
+        "InvalidArgument",
+        "a lifetime past any date S3 can write"
+    );
+    assert_eq!(
         refused(vec![rule("none").build().unwrap()]).await.unwrap_err(),
         "InvalidRequest",
         "a rule without an action"

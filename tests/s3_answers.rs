@@ -70,6 +70,17 @@ async fn acls_read_back_private_and_sharing_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(code(&shared), "NotImplemented");
+    let bogus = r
+        .client
+        .put_object()
+        .bucket("acl")
+        .key("bogus")
+        .acl(ObjectCannedAcl::from("bogus"))
+        .body(b"sealed".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bogus), "InvalidArgument");
     let keys = common::list_keys(&r.client, "acl").await;
     assert_eq!(keys, ["k"], "a refused write leaves nothing");
 
@@ -318,6 +329,14 @@ async fn every_answer_has_a_request_id_and_errors_name_it() {
     // Another request, another id; a success carries one too.
     let (_, again, _) = raw_get(&r, &format!("/{bucket}")).await;
     assert_ne!(again["x-amz-request-id"], id);
+    // Errors s3s makes itself get AWS's message too (the aws CLI would print "Unknown").
+    let bad = r.client.create_bucket().bucket("ab").send().await.unwrap_err();
+    assert_eq!(code(&bad), "InvalidBucketName");
+    assert_eq!(
+        bad.as_service_error()
+            .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e)),
+        Some("The specified bucket is not valid.")
+    );
     // The SDK reads it from the error.
     let err = r
         .client

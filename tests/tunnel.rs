@@ -304,3 +304,46 @@ async fn streams_past_the_per_connection_limit_wait_for_a_free_one() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// `connect` opens a stream only for a connection that sends something, and the relay closes
+/// streams left idle after an answer: so pooled and keep-alive connections cannot hold a
+/// connection's stream allowance, and a new request gets through.
+#[tokio::test]
+async fn idle_connections_through_connect_do_not_hold_the_stream_allowance() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let member = SecretKey::generate();
+    let r = common::tunnel::relay_for_with(&[member.public()], |c| {
+        c.limits.streams_per_connection = 2;
+        c.limits.connections.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let local = common::tunnel::forwarder(&member, &r).await;
+    let s3 = common::client(&format!("http://{local}"), "member", "any-secret");
+    // Two connections that never send.
+    let _silent: Vec<_> = futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(local)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Two that ask once and then sit in keep-alive.
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(local).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        tcp.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        kept.push(tcp);
+    }
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        s3.create_bucket().bucket("gets-through").send(),
+    )
+    .await
+    .expect("a request behind idle connections hung")
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

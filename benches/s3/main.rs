@@ -103,6 +103,9 @@ async fn run(options: Options) -> Result<(), Error> {
                 "1T".into(),
                 "--max-connections".into(),
                 "512".into(),
+                // Every bucket then has a lifetime: reads and listings check each object.
+                "--ttl".into(),
+                "3650d".into(),
             ],
             &[],
         )?;

@@ -26,8 +26,23 @@ fn not_shared() -> S3Error {
     )
 }
 
+/// Every canned ACL S3 knows; any other name is a malformed request, not a sharing one.
+const CANNED: [&str; 8] = [
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+    "log-delivery-write",
+];
+
 /// Refuses a canned ACL (`x-amz-acl`) or grant header that would share with anyone else.
 pub fn check_canned(acl: Option<&str>, grants: &[Option<&String>]) -> S3Result<()> {
+    if let Some(acl) = acl.filter(|a| !CANNED.contains(a)) {
+        return Err(s3_error!(InvalidArgument, "{acl:?} is not a canned ACL"));
+    }
     if acl.is_some_and(|a| !OWNER_ONLY.contains(&a)) || grants.iter().any(Option::is_some) {
         return Err(not_shared());
     }

@@ -23,8 +23,16 @@ pub enum BodyError {
 /// An error with the message AWS gives for its code, so that clients print more than the code
 /// (the aws CLI shows "Unknown" for an error without one).
 pub fn aws(code: S3ErrorCode) -> S3Error {
+    match aws_message(&code) {
+        Some(message) => S3Error::with_message(code, message),
+        None => S3Error::new(code),
+    }
+}
+
+/// The message AWS gives for `code`, where we know it.
+pub fn aws_message(code: &S3ErrorCode) -> Option<&'static str> {
     use S3ErrorCode::*;
-    let message = match &code {
+    let message = match code {
         NoSuchBucket => "The specified bucket does not exist",
         BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",
         BucketNotEmpty => "The bucket you tried to delete is not empty",
@@ -42,9 +50,16 @@ pub fn aws(code: S3ErrorCode) -> S3Error {
         InvalidDigest => "The Content-MD5 you specified is not valid.",
         NoSuchCORSConfiguration => "The CORS configuration does not exist",
         InternalError => "We encountered an internal error. Please try again.",
-        _ => return S3Error::new(code),
+        MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
+        AccessDenied => "Access Denied",
+        SignatureDoesNotMatch => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        InvalidArgument => "Invalid Argument",
+        MethodNotAllowed => "The specified method is not allowed against this resource.",
+        _ => return None,
     };
-    S3Error::with_message(code, message)
+    Some(message)
 }
 
 pub fn to_s3(err: StoreError) -> S3Error {

@@ -64,6 +64,10 @@ pub struct GatewayConfig {
     pub metrics: Option<Arc<metrics::S3Metrics>>,
     /// The relay-wide storage quota (`--max-storage`), if any.
     pub quota: Option<Arc<quota::StorageQuota>>,
+    /// How long a client has to send a request's headers, counted from the end of the
+    /// previous answer: it also closes idle keep-alive connections and tunnel streams, which
+    /// would otherwise hold a connection's stream allowance for good.
+    pub header_timeout: std::time::Duration,
 }
 
 impl GatewayConfig {

@@ -39,9 +39,16 @@ impl RequestId {
             return;
         }
         let Some(end) = xml.rfind("</Error>") else { return };
+        // Errors s3s makes itself may lack a message; clients then print "Unknown".
+        let message = if xml.contains("<Message>") {
+            None
+        } else {
+            code_of(xml).and_then(|code| crate::error::aws_message(&s3s::S3ErrorCode::from_bytes(code.as_bytes())?))
+        };
         let stamped = format!(
-            "{}<RequestId>{}</RequestId><HostId>{}</HostId>{}",
+            "{}{}<RequestId>{}</RequestId><HostId>{}</HostId>{}",
             &xml[..end],
+            message.map(|m| format!("<Message>{m}</Message>")).unwrap_or_default(),
             self.id,
             self.host_id,
             &xml[end..]
@@ -53,6 +60,12 @@ impl RequestId {
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
         }
     }
+}
+
+fn code_of(xml: &str) -> Option<&str> {
+    let start = xml.find("<Code>")? + "<Code>".len();
+    let end = start + xml[start..].find("</Code>")?;
+    Some(&xml[start..end])
 }
 
 #[cfg(test)]
@@ -75,6 +88,16 @@ mod tests {
         assert_eq!(
             res.headers()[http::header::CONTENT_LENGTH],
             body.len().to_string().as_str()
+        );
+
+        let bare = "<Error><Code>InvalidBucketName</Code></Error>";
+        let mut res = Response::new(Body::from(bare.to_owned()));
+        *res.status_mut() = http::StatusCode::BAD_REQUEST;
+        ids.stamp(&mut res);
+        let body = String::from_utf8(res.body().bytes().unwrap().to_vec()).unwrap();
+        assert!(
+            body.contains("<Message>The specified bucket is not valid.</Message>"),
+            "{body}"
         );
 
         let mut ok = Response::new(Body::from("<ListBucketResult/>".to_owned()));

@@ -57,7 +57,7 @@ impl Gateway {
     /// midnight (UTC) after its last day, and the rule's id.
     pub(crate) async fn expiration(&self, bucket: &str, meta: &backends::ObjectMeta) -> Option<String> {
         let (last_day, rule) = self.lifecycle.expiration(bucket, meta).await?;
-        let midnight = lifecycle::rules::day_timestamp(last_day.plus(1).0);
+        let midnight = lifecycle::rules::day_timestamp(last_day.plus(1).0)?;
         let date = crate::convert::expires_to_string(Some(&midnight))?;
         Some(format!(
             "expiry-date=\"{date}\", rule-id=\"{}\"",

@@ -50,6 +50,7 @@ pub struct Frontend {
     /// The member every request on this frontend comes from (set per tunnel connection).
     node: Option<Arc<str>>,
     metrics: Option<Arc<S3Metrics>>,
+    header_timeout: Duration,
 }
 
 impl Frontend {
@@ -70,6 +71,7 @@ impl Frontend {
             access_key: config.access_key.as_str().into(),
             node: None,
             metrics: config.metrics.clone(),
+            header_timeout: config.header_timeout,
         }
     }
 
@@ -117,12 +119,13 @@ impl Frontend {
         }
     }
 
-    /// Serves HTTP/1.1 (keep-alive) on one byte stream: a TCP connection or a QUIC stream.
+    /// Serves HTTP/1.1 (keep-alive) on one byte stream: a TCP connection or a QUIC stream,
+    /// closed once idle for the header timeout.
     pub fn serve_connection<I>(&self, io: I) -> impl GracefulConnection<Error = hyper::Error> + Send + 'static
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        self.serve_tracked(io, None, None)
+        self.serve_tracked(io, None, Some(self.header_timeout))
     }
 
     /// As [`Frontend::serve_connection`], marking the connection busy in its `ticket` while a

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 const DAY_SECS: i64 = 24 * 60 * 60;
 /// S3's limit on rules per configuration.
 const MAX_RULES: usize = 1000;
+/// Days a rule may count: some 2,700 years, so every expiry day stays a date S3 can write.
+pub const MAX_DAYS: u32 = 1_000_000;
 
 /// A bucket's lifecycle configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,7 +141,8 @@ impl Rules {
 fn positive(value: Option<i32>, what: &str) -> Result<Option<u32>, S3Error> {
     match value {
         None => Ok(None),
-        Some(n) if n > 0 => Ok(Some(n as u32)),
+        Some(n) if n > 0 && n as u32 <= MAX_DAYS => Ok(Some(n as u32)),
+        Some(n) if n > 0 => Err(s3_error!(InvalidArgument, "'{what}' must be at most {MAX_DAYS}")),
         Some(_) => Err(s3_error!(InvalidArgument, "'{what}' must be a positive integer")),
     }
 }
@@ -351,7 +354,7 @@ impl Rule {
                     _ => None,
                 },
                 date: match self.expire {
-                    Some(Expire::Date(day)) => Some(day_timestamp(day)),
+                    Some(Expire::Date(day)) => day_timestamp(day),
                     _ => None,
                 },
                 expired_object_delete_marker: self.expired_object_delete_marker,
@@ -393,11 +396,10 @@ fn midnight_day(date: dto::Timestamp) -> Result<u32, S3Error> {
     Ok((secs / DAY_SECS) as u32)
 }
 
-/// Midnight UTC at the start of `day`.
-pub fn day_timestamp(day: u32) -> dto::Timestamp {
-    let at =
-        time::OffsetDateTime::from_unix_timestamp(i64::from(day) * DAY_SECS).expect("a day since 1970 is in range");
-    dto::Timestamp::from(at)
+/// Midnight UTC at the start of `day`; `None` past what a date can hold (year 9999).
+pub fn day_timestamp(day: u32) -> Option<dto::Timestamp> {
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::from(day) * DAY_SECS).ok()?;
+    (at.year() <= 9999).then(|| dto::Timestamp::from(at))
 }
 
 #[cfg(test)]
@@ -483,7 +485,7 @@ mod tests {
             "InvalidArgument"
         );
         assert_eq!(
-            code(s3_rule(|r| r.expiration.as_mut().unwrap().date = Some(day_timestamp(5)))),
+            code(s3_rule(|r| r.expiration.as_mut().unwrap().date = day_timestamp(5))),
             "MalformedXML"
         );
         assert_eq!(
@@ -496,6 +498,15 @@ mod tests {
             "InvalidArgument"
         );
         assert_eq!(code(s3_rule(|r| r.expiration = None)), "InvalidRequest");
+        assert_eq!(
+            code(s3_rule(|r| r.expiration.as_mut().unwrap().days = Some(i32::MAX))),
+            "InvalidArgument",
+            "a lifetime past any date"
+        );
+        // The longest lifetime allowed still has an expiry date S3 can write.
+        let longest = Day(20_000).plus(MAX_DAYS).plus(1);
+        assert!(day_timestamp(longest.0).is_some());
+        assert_eq!(day_timestamp(u32::MAX), None);
         assert_eq!(
             code(s3_rule(|r| r.status = ExpirationStatus::from_static("On"))),
             "MalformedXML"
