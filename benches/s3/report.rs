@@ -121,7 +121,7 @@ impl Report {
         let mut out = format!(
             "`cargo bench --bench s3 -- --limits-overhead --rounds 3 --write docs/PERFORMANCE.md`. \
              Measured {} on {} cores, medians of {} rounds, both relays in the same run: one with \
-             `--ops-addr` (scraped every second), `--requests-per-second 1000000`, `--max-storage 1T` \
+             `--ops-addr` (scraped every second), `--requests-per-second 1000000`, `--max-storage 1T`, \
              `--max-connections 512` and `--ttl 3650d` (every read and listing checks each \
              object's expiry), one without.\n\n",
             today(),
