@@ -44,6 +44,8 @@ pub struct RelayConfig {
     pub ops_addr: Option<SocketAddr>,
     /// Bytes the relay may hold in all (`--max-storage`); `None`: no quota.
     pub max_storage: Option<u64>,
+    /// Bytes named buckets may hold (`--bucket-quota NAME=SIZE`).
+    pub bucket_quotas: std::collections::BTreeMap<String, u64>,
     /// How long objects live in buckets without lifecycle rules (`--ttl`); `None`: for good.
     pub ttl: Option<crate::lifetime::Lifetime>,
     /// How often the bytes of expired objects are looked for and deleted.
@@ -81,6 +83,7 @@ impl RelayConfig {
             ops_addr: None,
             max_storage: None,
             ttl: None,
+            bucket_quotas: Default::default(),
             expiry_sweep: std::time::Duration::from_secs(3600),
             clock: std::sync::Arc::new(backends::clock::SystemClock),
         }
@@ -106,6 +109,8 @@ pub struct ConfigFile {
     pub max_object_size: Option<u64>,
     /// As for `--max-storage`: bytes, or a string such as "500M" or "2G".
     pub max_storage: Option<crate::byte_size::ByteSize>,
+    /// As for `--bucket-quota`: `{"photos": "10G"}`.
+    pub bucket_quotas: Option<std::collections::BTreeMap<String, crate::byte_size::ByteSize>>,
     /// As for `--ttl`: days, or a string such as "30d".
     pub ttl: Option<crate::lifetime::Lifetime>,
     /// `default`, `disabled` or a relay URL, as for `--iroh-relay`.

@@ -129,6 +129,20 @@ pub fn rows(matches: &ArgMatches, config: &RelayConfig, file: &ConfigFile, crede
             source: src("max_storage", file.max_storage.is_some()),
         },
         Row {
+            key: "bucket_quotas",
+            value: if config.bucket_quotas.is_empty() {
+                "none".into()
+            } else {
+                config
+                    .bucket_quotas
+                    .iter()
+                    .map(|(name, size)| format!("{name}={size}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            source: src("bucket_quotas", file.bucket_quotas.is_some()),
+        },
+        Row {
             key: "ttl",
             value: config
                 .ttl
@@ -427,6 +441,8 @@ pub const EXAMPLE: &str = r#"{
   // "max_object_size": 5368709120,
   // Storage quota for the whole relay: bytes or "500M", "2G" (example; default: none).
   // "max_storage": "20G",
+  // Storage quotas of single buckets (example; default: none).
+  // "bucket_quotas": {"photos": "10G"},
   // How long objects live in buckets without lifecycle rules (example; default: for good).
   // "ttl": "30d",
   // Unfinished multipart uploads are aborted after this many days.

@@ -156,6 +156,14 @@ fn limits(config: &RelayConfig, out: &mut String) -> anyhow::Result<()> {
         "  storage quota:        {}",
         config.max_storage.map_or("none".into(), |b| format!("{b} bytes"))
     )?;
+    if !config.bucket_quotas.is_empty() {
+        let quotas: Vec<String> = config
+            .bucket_quotas
+            .iter()
+            .map(|(name, size)| format!("{name} {size} bytes"))
+            .collect();
+        writeln!(out, "  bucket quotas:        {}", quotas.join(", "))?;
+    }
     writeln!(
         out,
         "  object lifetime:      {}",

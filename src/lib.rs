@@ -256,6 +256,25 @@ impl Relay {
     }
 }
 
+/// Connections the kernel may hold for the S3 endpoint before the relay accepts them. tokio's
+/// default (1024) overflowed when an SDK opened 1,500 connections at once on a busy machine:
+/// the dropped SYNs came back after the client's 3 s connect timeout. The kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted relay gets its port back at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// The storage quota, counting what the store holds (the embedded store's index or the mirror
 /// set's catalog); none without `--max-storage` or without storage.
 fn storage_quota(
@@ -263,19 +282,32 @@ fn storage_quota(
     local: Option<&Arc<backends::fs::FsStore>>,
     mirrors: Option<&Arc<backends::mirror::MirrorStore>>,
 ) -> Option<Arc<gateway::quota::StorageQuota>> {
-    let max = config.max_storage?;
-    let stored: gateway::quota::StoredBytes = match (local, mirrors) {
+    if config.max_storage.is_none() && config.bucket_quotas.is_empty() {
+        return None;
+    }
+    let (stored, in_bucket): (gateway::quota::StoredBytes, gateway::quota::BucketBytes) = match (local, mirrors) {
         (Some(local), _) => {
-            let local = local.clone();
-            Arc::new(move || local.usage().1)
+            let (local, again) = (local.clone(), local.clone());
+            (
+                Arc::new(move || local.usage().1),
+                Arc::new(move |bucket: &str| again.bucket_bytes(bucket)),
+            )
         }
         (None, Some(mirrors)) => {
-            let mirrors = mirrors.clone();
-            Arc::new(move || mirrors.usage().1)
+            let (mirrors, again) = (mirrors.clone(), mirrors.clone());
+            (
+                Arc::new(move || mirrors.usage().1),
+                Arc::new(move |bucket: &str| again.bucket_bytes(bucket)),
+            )
         }
         (None, None) => return None,
     };
-    Some(gateway::quota::StorageQuota::new(max, stored))
+    Some(gateway::quota::StorageQuota::new(
+        config.max_storage,
+        stored,
+        config.bucket_quotas.clone(),
+        in_bucket,
+    ))
 }
 
 async fn start_http(
@@ -302,9 +334,7 @@ async fn start_http(
         );
     }
     limits.max_connections = cap;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the S3 endpoint to {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("binding the S3 endpoint to {addr}"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve_http(

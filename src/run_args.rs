@@ -197,6 +197,15 @@ pub struct RunArgs {
     /// 1024; 2GB is 2,000,000,000). Writes past it get 403 QuotaExceeded (default: none).
     #[arg(long, env = "HAVEN_RELAY_MAX_STORAGE", value_name = "SIZE")]
     pub max_storage: Option<crate::byte_size::ByteSize>,
+    /// A storage quota for one bucket, as NAME=SIZE (repeatable; SIZE as for --max-storage).
+    /// Writes past it get 403 QuotaExceeded; other buckets are not held by it.
+    #[arg(
+        long = "bucket-quota",
+        env = "HAVEN_RELAY_BUCKET_QUOTAS",
+        value_delimiter = ',',
+        value_name = "NAME=SIZE"
+    )]
+    pub bucket_quotas: Vec<String>,
     /// How long objects live in buckets that have no lifecycle rules of their own: days, such
     /// as 30d or 2w (default: for good). Expired objects vanish at once and their bytes are
     /// deleted within the hour; like S3 rules, expiry is kept to the day.
@@ -217,6 +226,15 @@ pub struct RunArgs {
     pub switchboard: crate::pipe::SwitchboardArgs,
     #[command(flatten)]
     pub limits: crate::limit_args::LimitArgs,
+}
+
+/// `NAME=SIZE`, as `--bucket-quota` takes it.
+fn parse_bucket_quota(pair: &str) -> anyhow::Result<(String, u64)> {
+    let (name, size) = pair
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--bucket-quota {pair:?}: write NAME=SIZE, such as photos=10G"))?;
+    let size: crate::byte_size::ByteSize = size.parse().with_context(|| format!("--bucket-quota {pair:?}"))?;
+    Ok((name.trim().to_owned(), size.0))
 }
 
 /// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.
@@ -277,6 +295,21 @@ pub fn resolve_run(data_dir: Option<PathBuf>, args: &RunArgs) -> anyhow::Result<
     config.max_storage = args.max_storage.or(file.max_storage).map(|b| b.0);
     anyhow::ensure!(config.max_storage != Some(0), "max_storage must be more than 0");
     config.ttl = args.ttl.or(file.ttl);
+    config.bucket_quotas = if args.bucket_quotas.is_empty() {
+        file.bucket_quotas
+            .iter()
+            .flatten()
+            .map(|(name, size)| (name.clone(), size.0))
+            .collect()
+    } else {
+        args.bucket_quotas
+            .iter()
+            .map(|pair| parse_bucket_quota(pair))
+            .collect::<anyhow::Result<_>>()?
+    };
+    for (name, size) in &config.bucket_quotas {
+        anyhow::ensure!(*size > 0, "the quota of bucket {name:?} must be more than 0");
+    }
     config.mailbox = args.mailbox.resolve(file.mailbox.as_ref())?;
     config.switchboard = args.switchboard.resolve(file.switchboard.as_ref())?;
     config.limits = args.limits.resolve(file.limits.as_ref())?;

@@ -189,3 +189,57 @@ async fn staged_parts_count_until_their_upload_ends() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A bucket's own quota (`--bucket-quota`) holds that bucket only: single PUTs, copies into
+/// it and multipart completions stop at it, other buckets go on, and an overwrite counts net.
+#[tokio::test]
+async fn a_bucket_quota_holds_only_its_bucket() {
+    let r = common::start_with(|c| {
+        c.bucket_quotas = [("small".to_owned(), 6 * MIB as u64)].into();
+    })
+    .await;
+    let small = r.bucket("small").await;
+    let other = r.bucket("other").await;
+    r.put(&small, "a", vec![1u8; 4 * MIB]).await;
+    let over = r
+        .client
+        .put_object()
+        .bucket(&small)
+        .key("b")
+        .body(vec![2u8; 3 * MIB].into())
+        .send()
+        .await;
+    assert!(refused(over));
+    // The same key rewritten counts only what it adds.
+    r.put(&small, "a", vec![3u8; 5 * MIB]).await;
+    // Other buckets are not held.
+    r.put(&other, "big", vec![4u8; 8 * MIB]).await;
+    let copy = r
+        .client
+        .copy_object()
+        .bucket(&small)
+        .key("copied")
+        .copy_source(format!("{other}/big"))
+        .send()
+        .await;
+    assert!(refused(copy));
+
+    // A multipart upload into the bucket: its parts arrive, its completion is refused, and
+    // the upload stays for the client to abort.
+    let parts = [vec![5u8; 5 * MIB], vec![6u8; MIB]];
+    let (id, done) = common::upload_parts(&r.client, &small, "multi", &parts).await;
+    let complete = r
+        .client
+        .complete_multipart_upload()
+        .bucket(&small)
+        .key("multi")
+        .upload_id(&id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .send()
+        .await;
+    assert!(refused(complete));
+    let uploads = r.client.list_multipart_uploads().bucket(&small).send().await.unwrap();
+    assert_eq!(uploads.uploads().len(), 1, "the refused completion kept the upload");
+    assert_eq!(common::list_keys(&r.client, &small).await, ["a"]);
+    assert_eq!(r.get(&small, "a").await, vec![3u8; 5 * MIB]);
+}

@@ -146,7 +146,7 @@ pub async fn upload_part_copy(
     }
     .check(&src.meta, precondition_failed)?;
     let part_number = u32::try_from(input.part_number).map_err(|_| s3_error!(InvalidArgument, "bad part number"))?;
-    let (_reserved, _) = gw.reserve(Some(src.span.end - src.span.start))?;
+    let (_reserved, _) = gw.reserve_part(Some(src.span.end - src.span.start))?;
     let part = gw
         .store
         .upload_part(

@@ -111,7 +111,7 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
         ),
         ..Default::default()
     };
-    let (_reserved, limit) = gw.reserve(checks.declared_size(input.content_length))?;
+    let (_reserved, limit) = gw.reserve_part(checks.declared_size(input.content_length))?;
     let body = request_body(input.body, limit, checks);
     let part = gw
         .store
@@ -168,6 +168,8 @@ pub async fn complete(
         ..PutOptions::default()
     };
     apply_write_conditions(&mut opts, input.if_match, input.if_none_match)?;
+    gw.check_completion(&input.bucket, &input.key, &input.upload_id, &parts)
+        .await?;
     // In a task of its own: a client that hangs up mid-completion (and will retry) must not
     // cancel it between the store's commit and its being remembered.
     let completion = tokio::spawn({

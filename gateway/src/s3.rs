@@ -8,19 +8,52 @@ use crate::quota::Reservation;
 use crate::{Gateway, access, attributes, bucket, copy, cors, delete, get, lifecycle, list, multipart, put};
 
 impl Gateway {
-    /// Holds a write's `declared` size against the storage quota, if there is one, and gives
-    /// the cap on its body: without a declared size, what the quota has room for.
-    pub(crate) fn reserve(&self, declared: Option<u64>) -> S3Result<(Option<Reservation>, u64)> {
+    /// Holds the `declared` size of a write to `bucket` against the storage quotas, if there
+    /// are any, and gives the cap on its body: without a declared size, what they have room for.
+    pub(crate) fn reserve(&self, bucket: &str, declared: Option<u64>) -> S3Result<(Option<Reservation>, u64)> {
         let Some(quota) = &self.quota else {
             return Ok((None, self.max_object_size));
         };
         match declared {
-            Some(bytes) => Ok((Some(quota.reserve(bytes)?), self.max_object_size)),
-            None => {
-                let room = quota.max().saturating_sub(quota.used());
-                Ok((None, self.max_object_size.min(room)))
-            }
+            Some(bytes) => Ok((Some(quota.reserve(Some(bucket), bytes)?), self.max_object_size)),
+            None => Ok((None, self.max_object_size.min(quota.room(bucket)))),
         }
+    }
+
+    /// As [`Gateway::reserve`] for a multipart part: it counts against the relay's quota now
+    /// and against its bucket's when the upload completes.
+    pub(crate) fn reserve_part(&self, declared: Option<u64>) -> S3Result<(Option<Reservation>, u64)> {
+        let Some(quota) = &self.quota else {
+            return Ok((None, self.max_object_size));
+        };
+        match declared {
+            Some(bytes) => Ok((Some(quota.reserve(None, bytes)?), self.max_object_size)),
+            None => Ok((None, self.max_object_size.min(quota.max().saturating_sub(quota.used())))),
+        }
+    }
+
+    /// Refuses a multipart completion whose parts would take `bucket` past its own quota.
+    pub(crate) async fn check_completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[backends::CompletedPart],
+    ) -> S3Result<()> {
+        let Some(quota) = self.quota.as_ref().filter(|q| q.limits_bucket(bucket)) else {
+            return Ok(());
+        };
+        let Ok(upload) = self.store.list_parts(bucket, key, upload_id).await else {
+            return Ok(()); // the completion itself says what is wrong
+        };
+        let bytes: u64 = upload
+            .parts
+            .iter()
+            .filter(|p| parts.iter().any(|c| c.part_number == p.part_number))
+            .map(|p| p.size)
+            .sum();
+        let replaced = self.store.object_size(bucket, key).await.unwrap_or(0);
+        quota.check_completion(bucket, bytes.saturating_sub(replaced))
     }
 
     /// As [`Gateway::reserve`] for a write to `bucket`/`key`: what it replaces there is not
@@ -32,10 +65,10 @@ impl Gateway {
         key: &str,
     ) -> S3Result<(Option<Reservation>, u64)> {
         let (Some(_), Some(bytes)) = (&self.quota, declared) else {
-            return self.reserve(declared);
+            return self.reserve(bucket, declared);
         };
         let replaced = self.store.object_size(bucket, key).await.unwrap_or(0);
-        let (reserved, _) = self.reserve(Some(bytes.saturating_sub(replaced)))?;
+        let (reserved, _) = self.reserve(bucket, Some(bytes.saturating_sub(replaced)))?;
         Ok((reserved, self.max_object_size))
     }
 

@@ -111,6 +111,14 @@ impl FsStore {
         })
     }
 
+    /// Bytes stored in one bucket (0 for a bucket that does not exist).
+    pub fn bucket_bytes(&self, bucket: &str) -> u64 {
+        let buckets = self.buckets.read().expect("buckets lock");
+        buckets
+            .get(bucket)
+            .map_or(0, |b| b.index.read().expect("index lock").usage().1)
+    }
+
     /// The names of a bucket's documents (for copying a bucket elsewhere).
     pub async fn bucket_doc_names(&self, bucket: &str) -> Result<Vec<String>> {
         self.bucket(bucket)?;

@@ -275,6 +275,12 @@ impl MirrorStore {
         })
     }
 
+    /// Bytes stored in one bucket, one copy counted (0 for a bucket that does not exist).
+    pub fn bucket_bytes(&self, bucket: &str) -> u64 {
+        let state = self.inner.catalog.read();
+        state.buckets.get(bucket).map_or(0, |b| b.index.usage().1)
+    }
+
     /// Objects each labelled backend lacks, from the catalog under `data_dir`, without opening
     /// it (the relay may be running).
     pub async fn pending_repairs(data_dir: &Path, labels: Vec<String>) -> Result<Vec<(String, u64)>> {
