@@ -234,7 +234,9 @@ fn parse_bucket_quota(pair: &str) -> anyhow::Result<(String, u64)> {
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("--bucket-quota {pair:?}: write NAME=SIZE, such as photos=10G"))?;
     let size: crate::byte_size::ByteSize = size.parse().with_context(|| format!("--bucket-quota {pair:?}"))?;
-    Ok((name.trim().to_owned(), size.0))
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty(), "--bucket-quota {pair:?}: the bucket name is missing");
+    Ok((name.to_owned(), size.0))
 }
 
 /// The HTTP endpoint's keys, shared by `run` and `credentials` so the two never disagree.

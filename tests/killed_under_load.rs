@@ -131,6 +131,26 @@ fn start_writers(endpoint: &str, acknowledged: Arc<Mutex<Vec<String>>>) -> Vec<t
         .collect()
 }
 
+/// The real binary on `data`, with its bucket and the 100 writers already at it.
+async fn relay_under_load(
+    data: &Path,
+) -> (
+    binary::Running,
+    Arc<Mutex<Vec<String>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let (relay, endpoint) = http_relay(data, false);
+    common::client(&endpoint, ACCESS_KEY, SECRET_KEY)
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let writers = start_writers(&endpoint, acknowledged.clone());
+    (relay, acknowledged, writers)
+}
+
 async fn wait_for_acks(acknowledged: &Mutex<Vec<String>>, kinds: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -173,15 +193,7 @@ async fn check_after_restart(data: &Path, acknowledged: &[String]) {
 async fn kill_9_during_100_concurrent_uploads_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut relay, endpoint) = http_relay(&data, false);
-    common::client(&endpoint, ACCESS_KEY, SECRET_KEY)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let writers = start_writers(&endpoint, acknowledged.clone());
+    let (mut relay, acknowledged, writers) = relay_under_load(&data).await;
     wait_for_acks(&acknowledged, &["small/", "large/", "multipart/"]).await;
     relay.kill().unwrap(); // SIGKILL, with 100 uploads under way
     relay.wait().unwrap();
@@ -196,15 +208,7 @@ async fn kill_9_during_100_concurrent_uploads_loses_nothing_acknowledged() {
 async fn sigterm_during_100_concurrent_uploads_finishes_them_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut relay, endpoint) = http_relay(&data, false);
-    common::client(&endpoint, ACCESS_KEY, SECRET_KEY)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let writers = start_writers(&endpoint, acknowledged.clone());
+    let (mut relay, acknowledged, writers) = relay_under_load(&data).await;
     wait_for_acks(&acknowledged, &["small/", "large/"]).await;
     let pid = relay.id().to_string();
     assert!(

@@ -382,6 +382,43 @@ fn crc32(data: &[u8]) -> u32 {
     crc32_with(0xEDB8_8320, data)
 }
 
+/// Uploads `parts` to upload `id` with `algorithm`'s checksum on each, as an SDK does;
+/// returns them as CompleteMultipartUpload lists them, with their checksums.
+async fn upload_with_checksum(
+    r: &common::TestRelay,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    parts: &[Vec<u8>],
+    algorithm: aws_sdk_s3::types::ChecksumAlgorithm,
+) -> Vec<CompletedPart> {
+    let mut done = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = r
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(n)
+            .checksum_algorithm(algorithm.clone())
+            .body(data.clone().into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag.unwrap())
+                .set_checksum_crc32(out.checksum_crc32)
+                .set_checksum_crc32_c(out.checksum_crc32_c)
+                .build(),
+        );
+    }
+    done
+}
+
 /// `x-amz-checksum-type: FULL_OBJECT`: the object's CRC is the whole body's, combined from
 /// the parts'; a completion whose checksum is wrong is refused and can be corrected.
 #[tokio::test]
@@ -408,7 +445,6 @@ async fn full_object_checksums_on_a_mirror_set() {
 }
 
 async fn full_object_checksums(r: common::TestRelay) {
-    use aws_sdk_s3::primitives::ByteStream;
     use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
     let bucket = r.bucket("full").await;
     let parts = [blob(5 * 1024 * 1024, 1), blob(5 * 1024 * 1024, 2), blob(1234, 3)];
@@ -425,29 +461,7 @@ async fn full_object_checksums(r: common::TestRelay) {
         .unwrap();
     assert_eq!(created.checksum_type(), Some(&ChecksumType::FullObject));
     let id = created.upload_id.unwrap();
-    let mut done = Vec::new();
-    for (i, data) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = r
-            .client
-            .upload_part()
-            .bucket(&bucket)
-            .key("k")
-            .upload_id(&id)
-            .part_number(n)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .unwrap();
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag.unwrap())
-                .checksum_crc32(out.checksum_crc32.unwrap())
-                .build(),
-        );
-    }
+    let done = upload_with_checksum(&r, &bucket, "k", &id, &parts, ChecksumAlgorithm::Crc32).await;
     let b64 = |v: u32| base64_simd::STANDARD.encode_to_string(v.to_be_bytes());
     let complete = |value: String| {
         r.client
@@ -513,31 +527,8 @@ async fn full_object_checksums(r: common::TestRelay) {
     assert_eq!(created.checksum_type(), Some(&ChecksumType::Composite));
     let id = created.upload_id.unwrap();
     let crc32c = |d: &[u8]| crc32_with(0x82F6_3B78, d);
-    let mut done = Vec::new();
-    let mut raw = Vec::new();
-    for (i, data) in parts[..2].iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = r
-            .client
-            .upload_part()
-            .bucket(&bucket)
-            .key("c")
-            .upload_id(&id)
-            .part_number(n)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .unwrap();
-        raw.extend(crc32c(data).to_be_bytes());
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag.unwrap())
-                .checksum_crc32_c(out.checksum_crc32_c.unwrap())
-                .build(),
-        );
-    }
+    let done = upload_with_checksum(&r, &bucket, "c", &id, &parts[..2], ChecksumAlgorithm::Crc32C).await;
+    let raw: Vec<u8> = parts[..2].iter().flat_map(|p| crc32c(p).to_be_bytes()).collect();
     let composite = b64(crc32c(&raw));
     let complete = |value: String| {
         r.client

@@ -49,6 +49,24 @@ pub fn check_canned(acl: Option<&str>, grants: &[Option<&String>]) -> S3Result<(
     Ok(())
 }
 
+/// [`check_canned`] on a request's `x-amz-acl` and grant headers (the four every writing
+/// request has; name more, such as `grant_write`, where the request has them).
+macro_rules! owner_only_acl {
+    ($input:expr $(, $more:ident)*) => {
+        $crate::access::check_canned(
+            $input.acl.as_ref().map(|acl| acl.as_str()),
+            &[
+                $input.grant_full_control.as_ref(),
+                $input.grant_read.as_ref(),
+                $input.grant_read_acp.as_ref(),
+                $input.grant_write_acp.as_ref(),
+                $($input.$more.as_ref(),)*
+            ],
+        )
+    };
+}
+pub(crate) use owner_only_acl;
+
 /// `x-amz-expected-bucket-owner` (and the copy source's): S3 answers 403 when it names
 /// another account. This relay's one owner has the id [`convert::owner`] shows.
 pub fn check_expected_owner(headers: &http::HeaderMap) -> Option<S3Error> {
@@ -101,16 +119,7 @@ pub async fn put_bucket_acl(
     req: S3Request<PutBucketAclInput>,
 ) -> S3Result<S3Response<PutBucketAclOutput>> {
     let input = req.input;
-    check_canned(
-        input.acl.as_ref().map(BucketCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    owner_only_acl!(input, grant_write)?;
     check_policy(input.access_control_policy.as_ref())?;
     gw.store.head_bucket(&input.bucket).await.map_err(to_s3)?;
     Ok(S3Response::new(PutBucketAclOutput::default()))
@@ -135,16 +144,7 @@ pub async fn put_object_acl(
     req: S3Request<PutObjectAclInput>,
 ) -> S3Result<S3Response<PutObjectAclOutput>> {
     let input = req.input;
-    check_canned(
-        input.acl.as_ref().map(ObjectCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    owner_only_acl!(input, grant_write)?;
     check_policy(input.access_control_policy.as_ref())?;
     gw.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
     Ok(S3Response::new(PutObjectAclOutput::default()))

@@ -12,16 +12,7 @@ pub async fn create_bucket(
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let input = &req.input;
-    crate::access::check_canned(
-        input.acl.as_ref().map(BucketCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    crate::access::owner_only_acl!(input, grant_write)?;
     let bucket = req.input.bucket;
     match gw.store.create_bucket(&bucket).await {
         // AWS in us-east-1, the one region here: creating a bucket you already own is 200 OK

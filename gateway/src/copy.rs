@@ -28,15 +28,7 @@ fn precondition_failed() -> S3Error {
 
 pub async fn copy_object(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
-    crate::access::check_canned(
-        input.acl.as_ref().map(ObjectCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    crate::access::owner_only_acl!(input)?;
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let replace = input
         .metadata_directive

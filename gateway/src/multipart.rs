@@ -17,15 +17,7 @@ pub async fn create(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
-    crate::access::check_canned(
-        input.acl.as_ref().map(ObjectCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    crate::access::owner_only_acl!(input)?;
     let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
     let checksum = upload_checksum(algorithm, input.checksum_type.as_ref())?;
     let attrs = convert::attrs(

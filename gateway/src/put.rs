@@ -12,15 +12,7 @@ use crate::error::to_s3;
 pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let checks = BodyChecks::from_request(&req)?;
     let input = req.input;
-    crate::access::check_canned(
-        input.acl.as_ref().map(s3s::dto::ObjectCannedACL::as_str),
-        &[
-            input.grant_full_control.as_ref(),
-            input.grant_read.as_ref(),
-            input.grant_read_acp.as_ref(),
-            input.grant_write_acp.as_ref(),
-        ],
-    )?;
+    crate::access::owner_only_acl!(input)?;
     gw.check_declared_size(input.content_length)?;
     convert::check_content_md5(input.content_md5.as_ref())?;
     let mut opts = PutOptions {

@@ -43,12 +43,7 @@ pub async fn get(
     gw: &Gateway,
     req: S3Request<GetBucketLifecycleConfigurationInput>,
 ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
-    let doc = gw
-        .store
-        .get_bucket_doc(&req.input.bucket, expiring::DOC)
-        .await
-        .map_err(to_s3)?;
-    let rules = doc.and_then(|d| serde_json::from_slice::<Rules>(&d).ok());
+    let rules = gw.lifecycle.own_rules(&req.input.bucket).await.map_err(to_s3)?;
     let Some(rules) = rules else {
         return Err(s3s::s3_error!(
             NoSuchLifecycleConfiguration,

@@ -115,7 +115,8 @@ pub fn spawn(store: &Arc<Expiring>, every: Duration, metrics: Option<Arc<S3Metri
         let mut wait = every.min(Duration::from_secs(60));
         loop {
             tokio::time::sleep(wait).await;
-            wait = every + every.mul_f64(f64::from(rand_byte()) / 2550.0);
+            let random = uuid::Uuid::new_v4().as_bytes()[0];
+            wait = every + every.mul_f64(f64::from(random) / 2550.0);
             let Some(store) = weak.upgrade() else { return };
             match sweep(&store).await {
                 Ok(swept) => {
@@ -135,12 +136,4 @@ pub fn spawn(store: &Arc<Expiring>, every: Duration, metrics: Option<Arc<S3Metri
             }
         }
     })
-}
-
-fn rand_byte() -> u8 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    (nanos ^ (nanos >> 8)) as u8
 }
