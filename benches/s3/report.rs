@@ -123,7 +123,7 @@ impl Report {
              Measured {} on {} cores, medians of {} rounds, both relays in the same run: one with \
              `--ops-addr` (scraped every second), `--requests-per-second 1000000`, `--max-storage 1T`, \
              `--max-connections 512` and `--ttl 3650d` (every read and listing checks each \
-             object's expiry), one without.\n\n",
+             object's expiry), one without. A round's listing time is the median of five listings.\n\n",
             today(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.rounds
@@ -139,7 +139,7 @@ impl Report {
         }
         let (a, b) = (off.medians.list_secs, on.medians.list_secs);
         out.push_str(&format!(
-            "| list {} keys (s) | {a:.3} | {b:.3} | {:.2}× | ≤ 1.05× | {} |\n",
+            "| list {} keys (s) | {a:.4} | {b:.4} | {:.2}× | ≤ 1.05× | {} |\n",
             self.list_keys,
             b / a,
             yes_no(b / a <= 1.05)

@@ -97,9 +97,7 @@ impl Expiring {
 
     /// Whether an object has passed its expiry moment under `rules`.
     pub(crate) fn expired(&self, rules: &Rules, bucket: &str, key: &str, size: u64, written_ms: i64) -> bool {
-        rules
-            .last_day(key, size, written_ms)
-            .is_some_and(|(day, _)| self.clock.now_secs() >= expiry_moment(day, bucket, key, written_ms))
+        expired_at(self.clock.now_secs(), rules, bucket, key, size, written_ms)
     }
 
     /// The object's expiry day and rule, for the `x-amz-expiration` header.
@@ -133,6 +131,15 @@ impl Expiring {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether an object has passed its expiry moment at `now` (Unix seconds). A listing asks
+/// this of every key, so the clock is read once per page and the hash is only taken for
+/// objects whose last day is over.
+fn expired_at(now: i64, rules: &Rules, bucket: &str, key: &str, size: u64, written_ms: i64) -> bool {
+    rules
+        .last_day(key, size, written_ms)
+        .is_some_and(|(day, _)| now >= day.end_secs() && now >= expiry_moment(day, bucket, key, written_ms))
 }
 
 /// The moment an object whose last day is `day` goes: within the 24 hours after the day,
@@ -239,11 +246,12 @@ impl Store for Expiring {
         for _ in 0..MAX_PAGES_PER_LIST {
             let inner = self.inner.list_objects(bucket, &next).await?;
             let read = inner.objects.len() + inner.common_prefixes.len();
+            let now = self.clock.now_secs();
             page.objects.extend(
                 inner
                     .objects
                     .into_iter()
-                    .filter(|o| !self.expired(&rules, bucket, &o.key, o.size, o.last_modified_ms)),
+                    .filter(|o| !expired_at(now, &rules, bucket, &o.key, o.size, o.last_modified_ms)),
             );
             page.common_prefixes.extend(inner.common_prefixes);
             page.truncated = inner.truncated;
