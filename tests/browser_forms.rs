@@ -14,6 +14,11 @@ struct Form {
 impl Form {
     /// A signed form for `bucket` allowing keys under `prefix`, expiring in `ttl_secs`.
     fn signed(bucket: &str, prefix: &str, max_len: u64, ttl_secs: i64, secret: &str) -> Self {
+        Self::signed_with(bucket, prefix, max_len, ttl_secs, secret, "")
+    }
+
+    /// As [`Form::signed`], with `conditions` (JSON, each followed by a comma) added.
+    fn signed_with(bucket: &str, prefix: &str, max_len: u64, ttl_secs: i64, secret: &str, conditions: &str) -> Self {
         let now = time::OffsetDateTime::now_utc();
         let amz_date = now
             .format(time::macros::format_description!(
@@ -28,7 +33,7 @@ impl Form {
             .unwrap();
         let credential = format!("{ACCESS_KEY}/{date}/us-east-1/s3/aws4_request");
         let policy = format!(
-            r#"{{"expiration":"{expiration}","conditions":[{{"bucket":"{bucket}"}},["starts-with","$key","{prefix}"],["content-length-range",1,{max_len}],{{"x-amz-algorithm":"AWS4-HMAC-SHA256"}},{{"x-amz-credential":"{credential}"}},{{"x-amz-date":"{amz_date}"}}]}}"#
+            r#"{{"expiration":"{expiration}","conditions":[{conditions}{{"bucket":"{bucket}"}},["starts-with","$key","{prefix}"],["content-length-range",1,{max_len}],{{"x-amz-algorithm":"AWS4-HMAC-SHA256"}},{{"x-amz-credential":"{credential}"}},{{"x-amz-date":"{amz_date}"}}]}}"#
         );
         let policy = backends::digest::base64(policy.as_bytes());
         let signature = post_policy_signature(&policy, &date, secret);
@@ -45,7 +50,20 @@ impl Form {
     }
 
     async fn post(&self, r: &common::TestRelay, bucket: &str, key: &str, file: &[u8]) -> (u16, String) {
+        self.post_with(r, bucket, key, &[], file).await
+    }
+
+    /// Posts the form with `extra` fields, which its policy must name.
+    async fn post_with(
+        &self,
+        r: &common::TestRelay,
+        bucket: &str,
+        key: &str,
+        extra: &[(&str, &str)],
+        file: &[u8],
+    ) -> (u16, String) {
         let mut fields: Vec<(&str, &str)> = vec![("key", key)];
+        fields.extend(extra);
         fields.extend(self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let body = form_data(BOUNDARY, &fields, file);
         let headers = vec![
@@ -97,9 +115,24 @@ async fn post_form_outside_its_policy_is_refused_and_writes_nothing() {
 
     let form = Form::signed(&b, "inbox/", 1 << 20, 300, SECRET_KEY);
     let (st, text) = form.post(&r, &b, "elsewhere/k", &file).await;
-    // AWS answers 403 here; s3s answers 400 InvalidPolicyDocument (docs/S3-COMPATIBILITY.md).
-    assert_eq!(st, 400, "key outside the policy prefix: {text}");
-    assert!(text.contains("<Code>InvalidPolicyDocument</Code>"), "{text}");
+    assert_eq!(st, 403, "key outside the policy prefix: {text}");
+    assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
+    assert!(
+        text.contains("Invalid according to Policy: Policy Condition failed"),
+        "{text}"
+    );
+
+    // A form signed for another bucket is refused here too, as AWS refuses it.
+    let other = r.bucket("web-policy-other").await;
+    let (st, text) = form.post(&r, &other, "inbox/misrouted", &file).await;
+    assert_eq!(st, 403, "form for another bucket: {text}");
+    assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
+    let listed = r.client.list_objects_v2().bucket(&other).send().await.unwrap();
+    assert_eq!(
+        listed.key_count(),
+        Some(0),
+        "nothing written in the bucket the form did not name"
+    );
 
     let small = Form::signed(&b, "inbox/", 1000, 300, SECRET_KEY);
     let (st, text) = small.post(&r, &b, "inbox/too-big", &file).await;
@@ -120,4 +153,71 @@ async fn post_form_outside_its_policy_is_refused_and_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 404);
+}
+
+#[tokio::test]
+async fn post_form_success_actions_answer_as_aws() {
+    let r = start().await;
+    let b = r.bucket("web-actions").await;
+    let file = common::blob(3_000, 13);
+    let md5 = {
+        let mut d = backends::digest::Digester::new(&[]);
+        d.update(&file);
+        hex_simd::encode_to_string(d.finish().md5, hex_simd::AsciiCase::Lower)
+    };
+
+    let created = Form::signed_with(
+        &b,
+        "in/",
+        1 << 20,
+        300,
+        SECRET_KEY,
+        r#"{"success_action_status":"201"},"#,
+    );
+    let (st, text) = created
+        .post_with(&r, &b, "in/created", &[("success_action_status", "201")], &file)
+        .await;
+    assert_eq!(st, 201, "{text}");
+    assert!(text.contains("<Key>in/created</Key>"), "{text}");
+    assert!(text.contains(&format!("<ETag>&quot;{md5}&quot;</ETag>")), "{text}");
+
+    let ok = Form::signed_with(
+        &b,
+        "in/",
+        1 << 20,
+        300,
+        SECRET_KEY,
+        r#"{"success_action_status":"200"},"#,
+    );
+    let (st, text) = ok
+        .post_with(&r, &b, "in/ok", &[("success_action_status", "200")], &file)
+        .await;
+    assert_eq!(st, 200, "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n") || !text.contains("<"),
+        "200 has no body: {text}"
+    );
+
+    let redirect = "https://app.example/uploaded";
+    let sent = Form::signed_with(
+        &b,
+        "in/",
+        1 << 20,
+        300,
+        SECRET_KEY,
+        &format!(r#"{{"success_action_redirect":"{redirect}"}},"#),
+    );
+    let (st, text) = sent
+        .post_with(&r, &b, "in/redirected", &[("success_action_redirect", redirect)], &file)
+        .await;
+    assert_eq!(st, 303, "{text}");
+    let location = format!("location: {redirect}?bucket={b}&key=in%2Fredirected&etag=%22{md5}%22");
+    assert!(
+        text.to_ascii_lowercase().contains(&location.to_ascii_lowercase()),
+        "{location} in {text}"
+    );
+
+    for key in ["in/created", "in/ok", "in/redirected"] {
+        assert_eq!(r.get(&b, key).await, file, "{key}");
+    }
 }

@@ -24,6 +24,7 @@ pub mod lifecycle;
 mod list;
 pub mod metrics;
 mod multipart;
+mod post_form;
 mod put;
 pub mod quota;
 mod rate;

@@ -221,6 +221,7 @@ impl Frontend {
             }
             res
         };
+        crate::post_form::as_aws(&method, &mut response);
         ids.stamp(&mut response);
         let request_id = ids.id.as_str();
         let status = response.status().as_u16();
