@@ -562,3 +562,57 @@ async fn a_second_relay_on_the_same_backend_is_refused() {
     assert!(format!("{err:#}").contains("belongs to another haven-relay"), "{err:#}");
     assert_eq!(first.get(&bucket, "k").await, b"sealed");
 }
+
+/// Conditional reads and copies are decided from the catalog before any body is opened: with
+/// the only mirror stopped, a 304 or 412 still comes at once (a download first would fail, or
+/// on a live mirror cost a whole object for an answer of no bytes).
+#[tokio::test]
+async fn conditional_reads_are_decided_without_the_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let s3s = S3sFs::start(&work.path().join("b"), "127.0.0.1:0".parse().unwrap()).await;
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![s3_spec(&s3s.endpoint(), "b")])).await;
+    let b = relay.bucket("conditional").await;
+    let etag = relay.put(&b, "k", blob(200_000, 7)).await;
+    s3s.stop().await;
+
+    let get = || relay.client.get_object().bucket(&b).key("k");
+    let err = get().if_none_match(&etag).send().await.unwrap_err();
+    assert_eq!(common::status(&err), 304, "If-None-Match of the current ETag");
+    let err = get()
+        .if_match("\"00000000000000000000000000000000\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::status(&err), 412, "If-Match of another ETag");
+    let err = get()
+        .if_modified_since(aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::status(&err), 304, "If-Modified-Since in the future");
+
+    let copy = || {
+        relay
+            .client
+            .copy_object()
+            .bucket(&b)
+            .key("copy")
+            .copy_source(format!("{b}/k"))
+    };
+    let err = copy().copy_source_if_none_match(&etag).send().await.unwrap_err();
+    assert_eq!(common::status(&err), 412, "copy with If-None-Match of the current ETag");
+    let err = copy()
+        .copy_source_if_match("\"00000000000000000000000000000000\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::status(&err), 412, "copy with If-Match of another ETag");
+
+    // Without a precondition the bytes are needed, and the stopped mirror says so.
+    let err = get().send().await.unwrap_err();
+    assert_eq!(
+        common::status(&err),
+        503,
+        "a plain GET needs the stopped mirror: {err:?}"
+    );
+}

@@ -7,6 +7,26 @@ use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, Delete, MetadataDirective, ObjectIdentifier};
 use common::{blob, code, start, status};
 
+/// tests/run.sh runs this suite on the embedded store and again on a mirror set
+/// (`HAVEN_RELAY_TEST_STORE=mirror`): the relay must be on the store that was asked for.
+#[tokio::test]
+async fn the_store_under_test_is_the_one_asked_for() {
+    let r = start().await;
+    let b = r.bucket("which-store").await;
+    r.put(&b, "k", b"sealed".to_vec()).await;
+    match r.relay.mirror_status() {
+        Some(mirrors) => {
+            assert!(common::on_mirror_set(), "a mirror set nobody asked for");
+            assert_eq!(mirrors.len(), 2, "a local directory and an S3 server: {mirrors:?}");
+            common::mirror_set::converged(&r).await;
+        }
+        None => assert!(
+            !common::on_mirror_set(),
+            "HAVEN_RELAY_TEST_STORE=mirror ran on the embedded store"
+        ),
+    }
+}
+
 #[tokio::test]
 async fn put_get_head_delete_round_trip_with_metadata() {
     let r = start().await;

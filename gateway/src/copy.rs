@@ -40,14 +40,16 @@ pub async fn copy_object(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Res
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
-    let src = gw.store.get_object(src_bucket, src_key, None).await.map_err(to_s3)?;
-    Preconditions {
+    let pre = Preconditions {
         if_match: input.copy_source_if_match.as_ref(),
         if_none_match: input.copy_source_if_none_match.as_ref(),
         if_modified_since: input.copy_source_if_modified_since.as_ref(),
         if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    }
-    .check(&src.meta, precondition_failed)?;
+    };
+    pre.check_before_reading(gw, src_bucket, src_key, precondition_failed)
+        .await?;
+    let src = gw.store.get_object(src_bucket, src_key, None).await.map_err(to_s3)?;
+    pre.check(&src.meta, precondition_failed)?;
     let (_reserved, _) = gw
         .reserve_replacing(Some(src.meta.size), &input.bucket, &input.key)
         .await?;

@@ -20,6 +20,30 @@ pub struct Preconditions<'a> {
 }
 
 impl Preconditions<'_> {
+    fn any(&self) -> bool {
+        self.if_match.is_some()
+            || self.if_none_match.is_some()
+            || self.if_modified_since.is_some()
+            || self.if_unmodified_since.is_some()
+    }
+
+    /// Decides the preconditions from the object's metadata before any body is opened, so a
+    /// 304 or 412 never reads bytes (on a mirror set, a download from a backend).
+    /// The answer of the read that follows is checked again, in case the object changed.
+    pub async fn check_before_reading(
+        &self,
+        gw: &Gateway,
+        bucket: &str,
+        key: &str,
+        not_modified: fn() -> S3Error,
+    ) -> S3Result<()> {
+        if self.any() {
+            let meta = gw.store.head_object(bucket, key).await.map_err(to_s3)?;
+            self.check(&meta, not_modified)?;
+        }
+        Ok(())
+    }
+
     /// `not_modified` is the error for a failed If-None-Match / If-Modified-Since: 304 on
     /// reads, 412 on copy sources.
     pub fn check(&self, meta: &ObjectMeta, not_modified: fn() -> S3Error) -> S3Result<()> {
@@ -109,6 +133,8 @@ pub async fn get_object(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Resul
         let meta = gw.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
         range = Some(part_range(&meta, n)?);
     }
+    pre.check_before_reading(gw, &input.bucket, &input.key, not_modified)
+        .await?;
     let got = match gw.store.get_object(&input.bucket, &input.key, range).await {
         Ok(got) => got,
         Err(StoreError::InvalidRange { .. }) => {

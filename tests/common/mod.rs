@@ -22,6 +22,18 @@ pub struct TestRelay {
     pub addr: std::net::SocketAddr,
     pub endpoint: String,
     config: RelayConfig,
+    /// The S3 server a mirrored store writes to, kept running as long as the relay.
+    stand_in: Option<stand_ins::S3sFs>,
+}
+
+/// Which store the shared S3 suites run on (`objects`, `multipart`, `buckets_and_listing`):
+/// the embedded store by default; with `HAVEN_RELAY_TEST_STORE=mirror`, a mirror set of a
+/// local directory and a real S3 server (an in-process s3s-fs). OpenDAL's behaviour tests
+/// pick their service the same way. A test that names its own backends keeps them.
+const STORE_UNDER_TEST: &str = "HAVEN_RELAY_TEST_STORE";
+
+pub fn on_mirror_set() -> bool {
+    std::env::var(STORE_UNDER_TEST).is_ok_and(|v| v == "mirror")
 }
 
 pub fn credentials() -> Credentials {
@@ -45,7 +57,23 @@ pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir);
     tweak(&mut cfg);
-    TestRelay::on(dir, cfg).await
+    let stand_in = if on_mirror_set() && cfg.storage.backends.is_empty() {
+        let s3 = stand_ins::S3sFs::start(&dir.path().join("stand-in"), "127.0.0.1:0".parse().unwrap()).await;
+        let local = dir.path().join("mirror-local");
+        mirror_set::mirrored(
+            &mut cfg,
+            vec![
+                backends::spec::BackendSpec::Fs(local),
+                stand_ins::s3_spec(&s3.endpoint(), "b"),
+            ],
+        );
+        Some(s3)
+    } else {
+        None
+    };
+    let mut relay = TestRelay::on(dir, cfg).await;
+    relay.stand_in = stand_in;
+    relay
 }
 
 impl TestRelay {
@@ -62,24 +90,39 @@ impl TestRelay {
             addr,
             endpoint,
             config,
+            stand_in: None,
         }
     }
 
     /// Stops the relay and starts a new one with the same config and data dir (a new port).
     pub async fn restart(self) -> TestRelay {
-        let TestRelay { relay, dir, config, .. } = self;
+        let TestRelay {
+            relay,
+            dir,
+            config,
+            stand_in,
+            ..
+        } = self;
         relay.shutdown().await;
-        TestRelay::on(dir, config).await
+        let mut restarted = TestRelay::on(dir, config).await;
+        restarted.stand_in = stand_in;
+        restarted
     }
 
     /// Stops the relay and starts it again on the same data dir with a changed config.
     pub async fn reconfigure(self, tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
         let TestRelay {
-            relay, dir, mut config, ..
+            relay,
+            dir,
+            mut config,
+            stand_in,
+            ..
         } = self;
         relay.shutdown().await;
         tweak(&mut config);
-        TestRelay::on(dir, config).await
+        let mut restarted = TestRelay::on(dir, config).await;
+        restarted.stand_in = stand_in;
+        restarted
     }
 
     pub async fn bucket(&self, name: &str) -> String {

@@ -129,7 +129,7 @@ impl Inner {
         let mut stream = self.read_from(i, &target.path, 0..meta.size, last).await?;
         let mut buf = BytesMut::with_capacity(meta.size as usize);
         while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
+            buf.extend_from_slice(&chunk.map_err(read_failure)?);
             if buf.len() as u64 > meta.size {
                 break;
             }
@@ -166,8 +166,7 @@ impl Inner {
         let mut stream = self.read_from(i, path, span, last).await?;
         match stream.next().await {
             None => Ok(Box::pin(futures::stream::empty())),
-            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NoSuchKey),
-            Some(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Some(Err(e)) => Err(read_failure(e)),
             Some(Ok(first)) => Ok(Box::pin(futures::stream::once(async { Ok(first) }).chain(stream))),
         }
     }
@@ -294,4 +293,14 @@ fn verifying(body: ByteStream, meta: &ObjectMeta, on_bad: impl FnOnce() + Send +
             }
         }
     }))
+}
+
+/// What a mirror's failed read means for the caller: the copy is missing, or the mirror
+/// cannot serve now (503, try again), never a relay fault (500).
+fn read_failure(e: io::Error) -> StoreError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StoreError::NoSuchKey
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
 }
