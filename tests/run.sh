@@ -25,8 +25,10 @@ export HAVEN_RELAY_AWS_CLI="$TOOLS/venv/bin/aws"
 export HAVEN_RELAY_RCLONE="$TOOLS/venv/bin/rclone"
 export HAVEN_RELAY_PYTHON="$TOOLS/venv/bin/python"
 cargo test --workspace --locked
-# The shared S3 suites again, on a mirror set (a local directory and a real S3 server).
-HAVEN_RELAY_TEST_STORE=mirror cargo test --locked --test objects --test multipart --test buckets_and_listing
+# The S3 behaviour suites again, on a mirror set (a local directory and a real S3 server).
+HAVEN_RELAY_TEST_STORE=mirror cargo test --locked --test objects --test multipart \
+  --test buckets_and_listing --test s3_answers --test browser_forms --test lifecycle \
+  --test quota --test request_routing --test interrupted_uploads
 # What an operator runs: the installer, units, compose file and release workflow, against the
 # binary the tests above built.
 bash tests/install/run.sh

@@ -26,7 +26,7 @@ pub struct TestRelay {
     stand_in: Option<stand_ins::S3sFs>,
 }
 
-/// Which store the shared S3 suites run on (`objects`, `multipart`, `buckets_and_listing`):
+/// Which store the S3 behaviour suites run on (tests/run.sh lists them):
 /// the embedded store by default; with `HAVEN_RELAY_TEST_STORE=mirror`, a mirror set of a
 /// local directory and a real S3 server (an in-process s3s-fs). OpenDAL's behaviour tests
 /// pick their service the same way. A test that names its own backends keeps them.
