@@ -87,8 +87,7 @@ impl StorageArgs {
             (Some(ack), _) => mirror.ack = *ack,
             (None, Some(text)) => {
                 mirror.ack = text
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!(e))
+                    .parse::<backends::mirror::AckPolicy>()
                     .context("ack in the config file")?
             }
             (None, None) => {}

@@ -38,7 +38,7 @@ pub(super) struct Inventory {
 /// commit in between and lose its copy.
 pub(super) async fn take(inner: &Arc<Inner>, i: usize) -> Result<Inventory> {
     let mirror = &inner.mirrors[i];
-    if !super::owned_by(mirror, &inner.owner).await? {
+    if !super::owner::owned_by(mirror, &inner.owner).await? {
         tracing::error!(mirror = %mirror.label, "{}", StoreError::OwnedByAnother(mirror.label.clone()));
         return Ok(Inventory::default());
     }

@@ -12,33 +12,34 @@
 mod catalog;
 mod fanout;
 mod health;
+mod import;
 mod inventory;
+mod options;
+mod owner;
 mod read;
 mod rebuild;
 mod repair;
 mod scrub;
 mod verify;
+mod write;
 
+pub use options::{AckPolicy, AckPolicyError, MirrorOptions};
 pub use scrub::ScrubProgress;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::Path;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use serde::Serialize;
 use tokio::sync::Notify;
 
-use self::catalog::{Catalog, Record, State};
-use self::fanout::Fanout;
+use self::catalog::{Catalog, Record};
 use self::health::Health;
-use self::verify::EtagCheck;
+use self::owner::claim;
+use self::write::{Completing, InFlight};
 use crate::blobs::{Blobs, blob_path};
-use crate::chunks::ChunkSummer;
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
 use crate::error::{Result, StoreError};
@@ -46,71 +47,6 @@ use crate::fs::FsStore;
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
-
-/// When the mirror set may acknowledge a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AckPolicy {
-    /// Every mirror that is up must have stored it (at least one). A mirror that fails during
-    /// the write is marked down and repaired later.
-    #[default]
-    All,
-    /// At least this many mirrors must have stored it.
-    Quorum(usize),
-}
-
-impl AckPolicy {
-    fn min_copies(self) -> usize {
-        match self {
-            AckPolicy::All => 1,
-            AckPolicy::Quorum(n) => n.max(1),
-        }
-    }
-}
-
-impl FromStr for AckPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "all" => Ok(AckPolicy::All),
-            _ => s
-                .strip_prefix("quorum:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n >= 1)
-                .map(AckPolicy::Quorum)
-                .ok_or_else(|| format!("`{s}` is not an acknowledgement policy: use `all` or `quorum:N`")),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct MirrorOptions {
-    pub ack: AckPolicy,
-    /// How often the repair loop looks for work when nothing nudges it.
-    pub repair_interval: Duration,
-    /// How often each mirror is listed for blobs nothing refers to (left by deletes while it
-    /// was down, or by writes that failed part-way). Also done when a mirror comes back.
-    pub sweep_interval: Duration,
-    /// Bytes per second the scrub may read to check copies; 0 turns it off.
-    pub scrub_rate: u64,
-    /// From the start of one scrub round to the start of the next.
-    pub scrub_interval: Duration,
-    /// Adopt backends that belong to another relay's catalog (`--take-over`): for a relay
-    /// that replaces one whose data dir is gone.
-    pub take_over: bool,
-}
-
-impl Default for MirrorOptions {
-    fn default() -> Self {
-        Self {
-            ack: AckPolicy::All,
-            repair_interval: Duration::from_secs(30),
-            sweep_interval: Duration::from_secs(6 * 3600),
-            scrub_rate: 8 * 1024 * 1024,
-            scrub_interval: Duration::from_secs(7 * 24 * 3600),
-            take_over: false,
-        }
-    }
-}
 
 /// One backend of a mirror set.
 pub struct Mirror {
@@ -149,20 +85,6 @@ impl Mirror {
     pub fn blobs(&self) -> &Arc<dyn Blobs> {
         &self.blobs
     }
-}
-
-/// What a mirror's blob trailer holds: enough to rebuild the catalog entry.
-#[derive(Serialize)]
-struct BlobTrailer<'a> {
-    v: u32,
-    bucket: &'a str,
-    #[serde(flatten)]
-    meta: &'a ObjectMeta,
-}
-
-fn blob_trailer(bucket: &str, meta: &ObjectMeta) -> Bytes {
-    let json = serde_json::to_vec(&BlobTrailer { v: 1, bucket, meta }).expect("metadata serializes");
-    crate::fs::blob::encode_trailer(&json).into()
 }
 
 /// Per mirror: what the catalog says it should hold.
@@ -298,52 +220,6 @@ impl MirrorStore {
         .await
         .map_err(io::Error::other)?
     }
-
-    /// Copies every bucket, bucket document and object of `source` (the embedded store a
-    /// relay used before it had backends) into this set, keeping ETags and metadata. Keys
-    /// the set already has are left alone, so a cut-short import can simply run again.
-    /// Returns how many objects were copied.
-    pub async fn import_from(&self, source: &FsStore) -> Result<u64> {
-        let mut copied = 0;
-        for bucket in source.list_buckets().await? {
-            let name = bucket.name;
-            match self.create_bucket(&name).await {
-                Ok(()) | Err(StoreError::BucketAlreadyExists) => {}
-                Err(e) => return Err(e),
-            }
-            for doc in source.bucket_doc_names(&name).await? {
-                let bytes = source.get_bucket_doc(&name, &doc).await?;
-                self.put_bucket_doc(&name, &doc, bytes).await?;
-            }
-            let mut query = ListQuery {
-                max_keys: 1000,
-                ..ListQuery::default()
-            };
-            loop {
-                let page = source.list_objects(&name, &query).await?;
-                for object in &page.objects {
-                    if self.inner.catalog.read().object(&name, &object.key).is_ok() {
-                        continue;
-                    }
-                    let got = source.get_object(&name, &object.key, None).await?;
-                    let only_if_new = PutOptions {
-                        if_none_match_any: true,
-                        ..PutOptions::default()
-                    };
-                    match self.inner.write_known(&name, got.meta, got.body, only_if_new).await {
-                        Ok(_) => copied += 1,
-                        Err(StoreError::PreconditionFailed) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if !page.truncated {
-                    break;
-                }
-                query.start_after = page.last;
-            }
-        }
-        Ok(copied)
-    }
 }
 
 impl Drop for MirrorStore {
@@ -391,18 +267,6 @@ impl Inner {
         }
     }
 
-    /// Mirrors to write to: the ones up, or all of them if none is (they may be back).
-    fn write_targets(&self) -> Vec<usize> {
-        let up: Vec<_> = (0..self.mirrors.len())
-            .filter(|&i| self.mirrors[i].health.is_up())
-            .collect();
-        if up.is_empty() {
-            (0..self.mirrors.len()).collect()
-        } else {
-            up
-        }
-    }
-
     /// Holders to read from: up ones fastest first (in the configured order while their
     /// speed is unknown), then down ones as a last resort.
     fn read_order(&self, holders: &BTreeSet<String>) -> Vec<usize> {
@@ -412,50 +276,6 @@ impl Inner {
             (!h.is_up(), h.latency(), i)
         });
         order
-    }
-
-    /// Opens a blob sink on every target mirror in parallel; failures mark mirrors down.
-    async fn open_fanout(&self, targets: &[usize], path: &str) -> Fanout {
-        let opened = futures::future::join_all(
-            targets
-                .iter()
-                .map(|&i| async move { (i, self.mirrors[i].blobs.create(path).await) }),
-        )
-        .await;
-        let mut sinks = Vec::new();
-        for (i, sink) in opened {
-            match sink {
-                Ok(sink) => sinks.push((i, sink)),
-                Err(e) => self.mark_down(i, &e),
-            }
-        }
-        Fanout::new(sinks)
-    }
-
-    /// Which mirrors committed; marks the failed ones down.
-    fn committed(&self, outcomes: Vec<(usize, Result<()>)>) -> Vec<usize> {
-        outcomes
-            .into_iter()
-            .filter_map(|(i, outcome)| match outcome {
-                Ok(()) => Some(i),
-                Err(e) => {
-                    self.mark_down(i, &e);
-                    None
-                }
-            })
-            .collect()
-    }
-
-    fn enough_copies(&self, stored: &[usize]) -> Result<()> {
-        let need = self.options.ack.min_copies();
-        if stored.len() < need {
-            return Err(StoreError::Unavailable(format!(
-                "stored on {} of {} mirrors, {need} required",
-                stored.len(),
-                self.mirrors.len()
-            )));
-        }
-        Ok(())
     }
 
     /// Deletes a blob from the given mirrors in the background; what fails is swept later.
@@ -491,208 +311,6 @@ impl Inner {
             this.nudge.notify_one();
         });
     }
-
-    /// Streams `body` to every target mirror as blob `blob`, then commits the object to the
-    /// catalog if `finish_meta` (which checks the digests and returns the metadata), the ack
-    /// policy and the write conditions all allow it. Until then nothing is visible anywhere.
-    async fn write_object(
-        self: &Arc<Self>,
-        bucket: &str,
-        blob: &str,
-        mut body: ByteStream,
-        mut digester: Digester,
-        finish_meta: impl FnOnce(Digester) -> Result<ObjectMeta>,
-        opts: PutOptions,
-    ) -> Result<ObjectMeta> {
-        let path = blob_path(blob);
-        let mut fanout = self.open_fanout(&self.write_targets(), &path).await;
-        let mut sums = ChunkSummer::default();
-        if fanout.live() == 0 {
-            return Err(StoreError::Unavailable("no mirror accepted the write".into()));
-        }
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    fanout.finish(false, None).await;
-                    return Err(StoreError::Body(e));
-                }
-            };
-            digester.update(&chunk);
-            sums.update(&chunk);
-            fanout.send(chunk).await;
-        }
-        let meta = match finish_meta(digester) {
-            Ok(meta) => ObjectMeta {
-                chunks: Some(sums.finish()),
-                ..meta
-            },
-            Err(e) => {
-                fanout.finish(false, None).await;
-                return Err(e);
-            }
-        };
-        let outcomes = fanout.finish(true, Some(blob_trailer(bucket, &meta))).await;
-        let stored = self.committed(outcomes);
-        if let Err(e) = self.enough_copies(&stored) {
-            self.forget_blob(blob.to_owned(), stored);
-            return Err(e);
-        }
-        self.commit_object(bucket, blob, meta, stored, opts).await
-    }
-
-    /// Makes a blob already on the mirrors the object at its key, checking the write
-    /// conditions against the catalog at that moment.
-    async fn commit_object(
-        self: &Arc<Self>,
-        bucket: &str,
-        blob: &str,
-        meta: ObjectMeta,
-        stored: Vec<usize>,
-        opts: PutOptions,
-    ) -> Result<ObjectMeta> {
-        let holders: Vec<String> = stored.iter().map(|&i| self.mirrors[i].label.clone()).collect();
-        let record = Record::Object {
-            bucket: bucket.to_owned(),
-            blob: blob.to_owned(),
-            holders,
-            meta: Box::new(meta.clone()),
-        };
-        let (b, key) = (bucket.to_owned(), meta.key.clone());
-        let committed = self
-            .catalog
-            .change(move |state: &State| {
-                let current = state.bucket(&b)?.objects.get(&key);
-                check_write_conditions(current.map(|o| o.meta.etag.as_str()), &opts)?;
-                let replaced = current.map(|o| (o.blob.clone(), o.holders.clone()));
-                Ok((vec![record], replaced))
-            })
-            .await;
-        match committed {
-            Ok(replaced) => {
-                if let Some((old, holders)) = replaced {
-                    self.forget_blob(old, self.holders_of(&holders));
-                }
-                Ok(meta)
-            }
-            Err(e) => {
-                self.forget_blob(blob.to_owned(), stored);
-                Err(e)
-            }
-        }
-    }
-
-    /// Writes an object whose metadata is already known (a completed upload, an import),
-    /// checking the bytes against its ETag on the way: a source that returns something
-    /// else fails the write instead of spreading it to every mirror.
-    async fn write_known(
-        self: &Arc<Self>,
-        bucket: &str,
-        meta: ObjectMeta,
-        body: ByteStream,
-        opts: PutOptions,
-    ) -> Result<ObjectMeta> {
-        let blob = uuid::Uuid::new_v4().simple().to_string();
-        let _in_flight = InFlight::new(self, &blob);
-        let check = Arc::new(Mutex::new(Some(EtagCheck::new(&meta))));
-        let counted = {
-            let check = check.clone();
-            Box::pin(body.map(move |chunk| {
-                if let (Ok(c), Some(check)) = (&chunk, check.lock().expect("check lock").as_mut()) {
-                    check.update(c);
-                }
-                chunk
-            })) as ByteStream
-        };
-        let finish = move |_| {
-            let check = check.lock().expect("check lock").take().expect("checked once");
-            if check.matches() {
-                Ok(meta)
-            } else {
-                Err(StoreError::Corrupt("the bytes do not match the object's ETag".into()))
-            }
-        };
-        self.write_object(bucket, &blob, counted, Digester::new(&[]), finish, opts)
-            .await
-    }
-}
-
-/// Where each backend records which relay's catalog it belongs to.
-const OWNER_PATH: &str = "haven-relay-owner";
-const OWNER_LEN: u64 = 32;
-
-/// Makes sure no backend belongs to another relay's catalog, and marks the ones that belong to
-/// none. The repair loop deletes blobs its catalog does not know, so two relays sharing a
-/// backend would delete each other's objects. With `take_over` (a relay replacing one whose
-/// data dir is gone) the backends' owner id is adopted instead, and a relay without a
-/// catalog then rebuilds it from them.
-async fn claim(catalog_dir: &Path, mirrors: &[Mirror], take_over: bool) -> Result<String> {
-    let owner_file = catalog_dir.join("owner");
-    let mut owner = tokio::fs::read_to_string(&owner_file)
-        .await
-        .ok()
-        .map(|s| s.trim().to_owned());
-    let mut marks = Vec::with_capacity(mirrors.len());
-    for m in mirrors {
-        marks.push(read_owner(m).await);
-    }
-    if take_over && let Some(theirs) = marks.iter().find_map(|m| m.as_ref().ok().cloned().flatten()) {
-        tracing::warn!("taking over backends that belonged to another relay's catalog");
-        owner = Some(theirs);
-    }
-    let owner = owner.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    for (m, mark) in mirrors.iter().zip(marks) {
-        match mark {
-            Ok(Some(id)) if id == owner => {}
-            Ok(Some(_)) if take_over => {
-                let mut sink = m.blobs.create(OWNER_PATH).await?;
-                sink.write(Bytes::from(owner.clone())).await?;
-                sink.commit().await?;
-            }
-            Ok(Some(_)) => return Err(StoreError::OwnedByAnother(m.label.clone())),
-            Ok(None) => {
-                owned_by(m, &owner).await?;
-            }
-            // Down now: the repair loop checks (or writes) the mark before its first sweep.
-            Err(e) => tracing::warn!(mirror = %m.label, error = %e, "cannot check who owns a mirror that is down"),
-        }
-    }
-    tokio::fs::create_dir_all(catalog_dir).await?;
-    tokio::fs::write(&owner_file, format!("{owner}\n")).await?;
-    Ok(owner)
-}
-
-/// Whether mirror `m` is ours to sweep: marked with `owner`, or unmarked (then marked now).
-async fn owned_by(m: &Mirror, owner: &str) -> Result<bool> {
-    match read_owner(m).await? {
-        Some(id) => Ok(id == owner),
-        None => {
-            let mut sink = m.blobs.create(OWNER_PATH).await?;
-            sink.write(Bytes::from(owner.to_owned())).await?;
-            sink.commit().await?;
-            Ok(true)
-        }
-    }
-}
-
-/// The owner mark of mirror `m`, `None` if it has none.
-async fn read_owner(m: &Mirror) -> Result<Option<String>> {
-    let missing = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
-    let mut body = match m.blobs.read(OWNER_PATH, 0..OWNER_LEN).await {
-        Ok(body) => body,
-        Err(StoreError::NoSuchKey) => return Ok(None),
-        Err(StoreError::Io(e)) if missing(&e) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut text = Vec::new();
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => text.extend_from_slice(&chunk),
-            Err(e) if missing(&e) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(Some(String::from_utf8_lossy(&text).trim().to_owned()))
 }
 
 fn bucket_missing_is(err: StoreError, instead: StoreError) -> StoreError {
@@ -948,71 +566,6 @@ impl Store for MirrorStore {
         match self.inner.staging.list_multipart_uploads(bucket, prefix).await {
             Err(StoreError::NoSuchBucket) => Ok(Vec::new()),
             other => other,
-        }
-    }
-}
-
-/// Marks a blob id as being written for as long as it lives.
-struct InFlight {
-    inner: Arc<Inner>,
-    blob: String,
-}
-
-impl InFlight {
-    fn new(inner: &Arc<Inner>, blob: &str) -> Self {
-        inner.in_flight.lock().expect("in-flight lock").insert(blob.to_owned());
-        Self {
-            inner: inner.clone(),
-            blob: blob.to_owned(),
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.inner.in_flight.lock().expect("in-flight lock").remove(&self.blob);
-    }
-}
-
-/// Held while an upload of one key completes.
-struct Completing {
-    inner: Weak<Inner>,
-    key: (String, String),
-}
-
-impl Completing {
-    async fn wait(inner: &Arc<Inner>, bucket: &str, key: &str) -> Self {
-        let key = (bucket.to_owned(), key.to_owned());
-        loop {
-            if inner.completing.lock().expect("completing lock").insert(key.clone()) {
-                return Self {
-                    inner: Arc::downgrade(inner),
-                    key,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Completing {
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.completing.lock().expect("completing lock").remove(&self.key);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AckPolicy;
-
-    #[test]
-    fn ack_policies_parse() {
-        assert_eq!("all".parse::<AckPolicy>(), Ok(AckPolicy::All));
-        assert_eq!("quorum:2".parse::<AckPolicy>(), Ok(AckPolicy::Quorum(2)));
-        for bad in ["quorum:0", "quorum:", "most", "quorum:x"] {
-            assert!(bad.parse::<AckPolicy>().is_err(), "{bad}");
         }
     }
 }

@@ -14,7 +14,8 @@ use futures::StreamExt;
 
 use super::catalog::{ObjectRecord, Record};
 use super::verify::{EtagCheck, learned_chunks, verify_copy};
-use super::{Inner, blob_trailer, inventory};
+use super::write::blob_trailer;
+use super::{Inner, inventory};
 use crate::blobs::blob_path;
 use crate::chunks::{ChunkSummer, ChunkSums};
 use crate::error::{Result, StoreError};
