@@ -197,7 +197,7 @@ pub struct ConnectOptions {
     pub named_keys: HashMap<String, S3Keys>,
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
     pub env_keys: Option<S3Keys>,
-    /// Per attempt of one remote operation.
+    /// Per attempt of one remote operation; for `fs:` backends, per file call.
     pub timeout: Duration,
     pub retries: usize,
 }
@@ -224,7 +224,7 @@ pub async fn connect(spec: &BackendSpec, options: &ConnectOptions) -> Result<Mir
     };
     match spec {
         BackendSpec::Fs(path) => {
-            let blobs = LocalBlobs::open(path).await.map_err(store_err)?;
+            let blobs = LocalBlobs::open(path, options.timeout).await.map_err(store_err)?;
             Ok(Mirror::new(label.clone(), Arc::new(blobs)))
         }
         BackendSpec::S3 {

@@ -2,13 +2,20 @@
 //!
 //! Same durability as the embedded store: `tmp → fdatasync → rename → fsync(dir)`, so a
 //! committed blob survives power loss and a half-written one is never visible.
+//!
+//! File calls run on the blocking pool, each under a deadline: a directory that does not
+//! answer in time (a hung NAS mount, a dying USB disk) is a mirror that is down, as an S3
+//! backend that does not answer is, and the mirror set moves on. The stuck call is left to
+//! finish on its blocking thread.
 
-use std::io;
+use std::future::Future;
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
-use std::io::Write;
+use futures::StreamExt;
 
 use super::{BlobEntry, BlobSink, Blobs};
 use crate::error::{Result, StoreError};
@@ -17,16 +24,21 @@ use crate::store::ByteStream;
 
 pub struct LocalBlobs {
     root: PathBuf,
+    /// How long one file call may take before the directory counts as not answering.
+    deadline: Duration,
 }
 
 impl LocalBlobs {
     /// Creates the directory if needed and clears half-written blobs from a previous run.
-    pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
+    pub async fn open(root: impl Into<PathBuf>, deadline: Duration) -> Result<Self> {
         let root = root.into();
         let tmp = root.join("tmp");
-        let _ = tokio::fs::remove_dir_all(&tmp).await;
-        tokio::fs::create_dir_all(&tmp).await?;
-        Ok(Self { root })
+        within(deadline, "opening", async {
+            let _ = tokio::fs::remove_dir_all(&tmp).await;
+            Ok(tokio::fs::create_dir_all(&tmp).await?)
+        })
+        .await?;
+        Ok(Self { root, deadline })
     }
 
     fn file(&self, path: &str) -> Result<PathBuf> {
@@ -39,11 +51,66 @@ impl LocalBlobs {
     }
 }
 
+/// `op` if it finishes within `deadline`; else the directory counts as down.
+async fn within<T>(deadline: Duration, what: &str, op: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(deadline, op).await {
+        Ok(done) => done,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the directory did not answer {what} within {} s",
+            deadline.as_secs_f32()
+        ))),
+    }
+}
+
+/// `f` on the blocking pool, within `deadline`.
+async fn blocking_within<T: Send + 'static>(
+    deadline: Duration,
+    what: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T> {
+    within(deadline, what, async {
+        Ok(tokio::task::spawn_blocking(f).await.map_err(io::Error::other)??)
+    })
+    .await
+}
+
+/// Each chunk of `stream` within `deadline`: a read that stalls part-way ends the stream
+/// with an error (the reader falls back to another mirror) instead of hanging it.
+fn chunks_within(stream: ByteStream, deadline: Duration) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some(stream), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(deadline, stream.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the directory stopped answering",
+                )),
+                None,
+            )),
+        }
+    }))
+}
+
 /// Writes run on the blocking pool with the chunk moved in, not copied into a buffer.
 struct LocalSink {
     file: Option<(std::fs::File, Writeback)>,
-    tmp: crate::fs::blob::TmpGuard,
+    /// The staging file, removed on drop unless committed.
+    tmp: Option<PathBuf>,
     target: PathBuf,
+    deadline: Duration,
+}
+
+impl Drop for LocalSink {
+    fn drop(&mut self) {
+        let Some(tmp) = self.tmp.take() else { return };
+        // Not on this async thread: on a hung mount the remove would block it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(tmp))),
+            Err(_) => drop(std::fs::remove_file(tmp)),
+        }
+    }
 }
 
 impl LocalSink {
@@ -55,12 +122,12 @@ impl LocalSink {
             .file
             .take()
             .ok_or_else(|| io::Error::other("blob sink already failed"))?;
-        let (file, writeback, out) = tokio::task::spawn_blocking(move || {
+        // Timed out, the file stays with the stuck call and the sink is failed for good.
+        let (file, writeback, out) = blocking_within(self.deadline, "a write", move || {
             let out = op(&mut file, &mut writeback);
-            (file, writeback, out)
+            Ok((file, writeback, out))
         })
-        .await
-        .map_err(io::Error::other)?;
+        .await?;
         self.file = Some((file, writeback));
         Ok(out?)
     }
@@ -71,55 +138,63 @@ impl Blobs for LocalBlobs {
     async fn create(&self, path: &str) -> Result<Box<dyn BlobSink>> {
         let target = self.file(path)?;
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let file = std::fs::File::create(&tmp)?;
-        Ok(Box::new(LocalSink {
-            file: Some((file, Writeback::default())),
-            tmp: crate::fs::blob::TmpGuard::new(tmp),
+        let mut sink = LocalSink {
+            file: None,
+            tmp: Some(tmp.clone()),
             target,
-        }))
+            deadline: self.deadline,
+        };
+        let file = blocking_within(self.deadline, "creating a file", move || std::fs::File::create(&tmp)).await?;
+        sink.file = Some((file, Writeback::default()));
+        Ok(Box::new(sink))
     }
 
     async fn read(&self, path: &str, range: Range<u64>) -> Result<ByteStream> {
         let file = self.file(path)?;
-        let file = match tokio::task::spawn_blocking(move || std::fs::File::open(file))
-            .await
-            .map_err(io::Error::other)?
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NoSuchKey),
-            Err(e) => return Err(e.into()),
+        let opened = blocking_within(self.deadline, "opening a file", move || {
+            let file = std::fs::File::open(file)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await;
+        let (file, len) = match opened {
+            Ok(opened) => opened,
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NoSuchKey),
+            Err(e) => return Err(e),
         };
-        let len = file.metadata()?.len();
         if len < range.end {
             return Err(StoreError::Corrupt(format!(
                 "blob is {len} bytes, expected at least {}",
                 range.end
             )));
         }
-        Ok(read_segments(vec![Segment {
+        let stream = read_segments(vec![Segment {
             file,
             offset: range.start,
             len: range.end - range.start,
-        }]))
+        }]);
+        Ok(chunks_within(stream, self.deadline))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
-        match tokio::fs::remove_file(self.file(path)?).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+        let file = self.file(path)?;
+        blocking_within(self.deadline, "a delete", move || match std::fs::remove_file(file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
-        }
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>> {
         let dir = self.file(prefix.trim_end_matches('/'))?;
         let prefix = prefix.trim_end_matches('/').to_owned();
-        tokio::task::spawn_blocking(move || {
+        // A listing walks the whole directory: it gets ten times the deadline of one call.
+        blocking_within(self.deadline * 10, "a listing", move || {
             let mut found = Vec::new();
             walk(&dir, &prefix, &mut found)?;
             Ok(found)
         })
         .await
-        .map_err(io::Error::other)?
     }
 }
 
@@ -159,16 +234,14 @@ impl BlobSink for LocalSink {
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.blocking(|file, _| file.sync_data()).await?;
-        let LocalSink { tmp, target, .. } = *self;
-        let from = tmp.path().to_owned();
-        tokio::task::spawn_blocking(move || durable_rename(&from, &target))
-            .await
-            .map_err(io::Error::other)??;
-        tmp.disarm();
+        let from = self.tmp.clone().expect("a sink has its staging file until committed");
+        let target = self.target.clone();
+        blocking_within(self.deadline, "a rename", move || durable_rename(&from, &target)).await?;
+        self.tmp = None;
         Ok(())
     }
 
     async fn abort(self: Box<Self>) {
-        // Dropping the guard removes the staging file.
+        // Dropping the sink removes the staging file.
     }
 }
