@@ -3,8 +3,8 @@
 //!
 //! Kept in memory and persisted as an append-only journal of JSON lines
 //! (`<data-dir>/catalog/journal.jsonl`), fdatasync'ed before a change is acknowledged. On open
-//! the journal is replayed (a torn last line from a crash is cut off) and rewritten compactly
-//! when it has grown well past the live state. Listing therefore never depends on which
+//! the journal is replayed (a torn last line from a crash is cut off); at open and while
+//! running it is rewritten compactly whenever it has grown well past the live state. Listing therefore never depends on which
 //! mirror is up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -227,8 +227,22 @@ impl State {
 
 pub(crate) struct Catalog {
     state: RwLock<State>,
-    /// Serializes changes: check, append, fdatasync, apply.
-    journal: tokio::sync::Mutex<File>,
+    /// Serializes changes: check, append, fdatasync, apply (and now and then, compact).
+    journal: tokio::sync::Mutex<Journal>,
+}
+
+/// The journal file being appended to.
+struct Journal {
+    file: File,
+    dir: PathBuf,
+    /// Records in the file: once well past the live ones, it is rewritten.
+    records: usize,
+}
+
+/// Whether a journal of `records` lines is worth rewriting for `live` records of state:
+/// once it has more than doubled, and by enough that the rewrite is not needed again soon.
+fn worth_compacting(records: usize, live: usize) -> bool {
+    records > 2 * live + 1024
 }
 
 impl Catalog {
@@ -236,14 +250,20 @@ impl Catalog {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(JOURNAL);
-        let (state, records) = replay(&path, true)?;
-        if records > 2 * state.live_records() + 1024 {
-            rewrite(dir, &state.snapshot())?;
+        let (state, mut records) = replay(&path, true)?;
+        if worth_compacting(records, state.live_records()) {
+            let snapshot = state.snapshot();
+            rewrite(dir, &snapshot)?;
+            records = snapshot.len();
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Self {
             state: RwLock::new(state),
-            journal: tokio::sync::Mutex::new(file),
+            journal: tokio::sync::Mutex::new(Journal {
+                file,
+                dir: dir.to_owned(),
+                records,
+            }),
         })
     }
 
@@ -277,7 +297,7 @@ impl Catalog {
     {
         let this = self.clone();
         tokio::spawn(async move {
-            let journal = this.journal.lock().await;
+            let mut journal = this.journal.lock().await;
             let (records, out) = decide(&this.read())?;
             if records.is_empty() {
                 return Ok(out);
@@ -287,24 +307,55 @@ impl Catalog {
                 serde_json::to_writer(&mut lines, r).map_err(io::Error::other)?;
                 lines.push(b'\n');
             }
-            let mut file = journal.try_clone()?;
+            let mut file = journal.file.try_clone()?;
             tokio::task::spawn_blocking(move || {
                 file.write_all(&lines)?;
                 file.sync_data()
             })
             .await
             .map_err(io::Error::other)??;
-            let mut state = this.state.write().expect("catalog lock");
-            for r in records {
-                state.apply(r);
+            journal.records += records.len();
+            let snapshot = {
+                let mut state = this.state.write().expect("catalog lock");
+                for r in records {
+                    state.apply(r);
+                }
+                worth_compacting(journal.records, state.live_records()).then(|| state.snapshot())
+            };
+            if let Some(snapshot) = snapshot {
+                // The change is durable already; a compaction that fails leaves the longer
+                // journal, which still replays to the same state.
+                if let Err(e) = compact(&mut journal, snapshot).await {
+                    tracing::warn!(error = %e, "compacting the catalog journal failed; it stays as it is");
+                }
             }
-            drop(state);
             drop(journal);
             Ok(out)
         })
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// Rewrites the journal as `snapshot` while changes wait on `journal`'s lock, so the relay
+/// never needs a restart to shrink it (every overwrite and repair appends a record).
+async fn compact(journal: &mut Journal, snapshot: Vec<Record>) -> Result<()> {
+    let dir = journal.dir.clone();
+    let records = snapshot.len();
+    let file = tokio::task::spawn_blocking(move || -> Result<File> {
+        rewrite(&dir, &snapshot)?;
+        Ok(OpenOptions::new().append(true).open(dir.join(JOURNAL))?)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    tracing::debug!(
+        before = journal.records,
+        after = records,
+        "compacted the catalog journal"
+    );
+    journal.file = file;
+    journal.records = records;
+    Ok(())
 }
 
 /// Reads the journal; a torn last line (crash mid-append) is cut off.
@@ -462,5 +513,39 @@ mod tests {
         assert_eq!(catalog.read().object("b", "same-key").unwrap().blob, "x2999");
         let compacted = std::fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
         assert_eq!(compacted.lines().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_running_catalog_compacts_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let bucket = Record::Bucket {
+            name: "b".into(),
+            created_ms: 7,
+        };
+        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let mut longest = 0;
+        for i in 0..3000 {
+            let record = Record::Object {
+                bucket: "b".into(),
+                blob: format!("x{i}"),
+                holders: vec!["m".into()],
+                meta: Box::new(meta("overwritten")),
+            };
+            catalog.change(move |_| Ok((vec![record], ()))).await.unwrap();
+            let lines = std::fs::read_to_string(dir.path().join(JOURNAL))
+                .unwrap()
+                .lines()
+                .count();
+            longest = longest.max(lines);
+        }
+        assert!(
+            longest <= 2 * 2 + 1025,
+            "the journal grew to {longest} lines for 2 live records"
+        );
+        drop(catalog);
+        let reopened = Catalog::open(dir.path()).unwrap();
+        assert_eq!(reopened.read().object("b", "overwritten").unwrap().blob, "x2999");
+        assert_eq!(reopened.read().buckets.len(), 1);
     }
 }
