@@ -379,34 +379,30 @@ async fn older_objects_gain_chunk_sums_from_the_scrub() {
     assert!(range(&relay, &bucket, "old", 90_000..110_000).await.unwrap() == body[90_000..110_000]);
 }
 
-/// A directory that stops answering (a hung NAS mount; here a blob turned into a FIFO nobody
-/// writes, whose open never returns) is a mirror that is down: a read falls back to the
-/// other copy, and with no copy answering it fails within the deadline instead of hanging.
+/// Directories that stop answering (a hung NAS mount; here the blob on each turned into a
+/// FIFO nobody writes, whose open never returns) are mirrors that are down: the read fails
+/// with 503 within the backend deadline instead of hanging the request. (Falling back to a
+/// copy that answers is the same path as a stopped server, tested in tests/mirrors.rs; with
+/// one FIFO the repair loop replaces it with a good copy at once, which is right but leaves
+/// a stuck open this test could no longer release.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_directory_that_stops_answering_is_a_mirror_that_is_down() {
+async fn directories_that_stop_answering_are_mirrors_that_are_down() {
     let work = tempfile::tempdir().unwrap();
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     let backends = vec![BackendSpec::Fs(a.clone()), BackendSpec::Fs(b.clone())];
     let relay = common::start_with(|cfg| mirrored(cfg, backends)).await;
     let bucket = relay.bucket("hung").await;
-    let body = blob(300_000, 5);
-    relay.put(&bucket, "k", body.clone()).await;
+    relay.put(&bucket, "k", blob(300_000, 5)).await;
     converged(&relay).await;
 
-    let hang = |dir: &Path| {
+    let mut stuck = Unstick(Vec::new());
+    for dir in [&a, &b] {
         let blob = blob_of(dir, "k");
         std::fs::remove_file(&blob).unwrap();
         let made = std::process::Command::new("mkfifo").arg(&blob).status().unwrap();
         assert!(made.success(), "mkfifo");
-        blob
-    };
-    let stuck_a = hang(&a);
-    let got = tokio::time::timeout(Duration::from_secs(20), relay.get(&bucket, "k"))
-        .await
-        .expect("a read hung on a directory that stopped answering");
-    assert_eq!(got, body, "served from the copy that answers");
-
-    let stuck_b = hang(&b);
+        stuck.0.push(blob);
+    }
     let started = Instant::now();
     let read = relay.client.get_object().bucket(&bucket).key("k").send();
     let err = tokio::time::timeout(Duration::from_secs(60), read)
@@ -415,16 +411,27 @@ async fn a_directory_that_stops_answering_is_a_mirror_that_is_down() {
         .unwrap_err();
     assert_eq!(common::status(&err), 503, "no copy answers: try again later");
     assert!(started.elapsed() < Duration::from_secs(45), "{:?}", started.elapsed());
+    // Other requests were served all along: listing reads only the catalog.
+    assert_eq!(common::list_keys(&relay.client, &bucket).await, ["k"]);
+}
 
-    // Let the stuck calls return, or the runtime waits for them forever: opening each FIFO
-    // for reading and writing (never blocks on Linux) completes every open waiting on it;
-    // unlinking it means no later read (the repair loop, the scrub) can get stuck again;
-    // closing it gives the readers their end of file.
-    let unstick: Vec<_> = [&stuck_a, &stuck_b]
-        .iter()
-        .map(|fifo| std::fs::OpenOptions::new().read(true).write(true).open(fifo).unwrap())
-        .collect();
-    std::fs::remove_file(&stuck_a).unwrap();
-    std::fs::remove_file(&stuck_b).unwrap();
-    drop(unstick);
+/// FIFOs standing in for a hung directory. Dropped (also when the test fails), it lets every
+/// stuck call return, or the runtime would wait for them forever: opening each FIFO for
+/// reading and writing (never blocks on Linux) completes every open waiting on it; unlinking
+/// it means no later read (the repair loop, the scrub) can get stuck again; closing it gives
+/// the readers their end of file.
+struct Unstick(Vec<PathBuf>);
+
+impl Drop for Unstick {
+    fn drop(&mut self) {
+        let open: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|fifo| std::fs::OpenOptions::new().read(true).write(true).open(fifo).ok())
+            .collect();
+        for fifo in &self.0 {
+            let _ = std::fs::remove_file(fifo);
+        }
+        drop(open);
+    }
 }

@@ -264,6 +264,9 @@ impl Inner {
     fn mark_down(&self, i: usize, error: &StoreError) {
         if self.mirrors[i].health.mark_down() {
             tracing::warn!(mirror = %self.mirrors[i].label, %error, "mirror is down; skipping it until it answers again");
+            // The repair loop probes a down mirror every few seconds: start now, not at the
+            // end of its current wait.
+            self.nudge.notify_one();
         }
     }
 

@@ -1,6 +1,8 @@
 //! The background repair loop: brings every mirror back to the catalog's set of objects.
 //!
-//! Each pass, per mirror: a mirror marked down is probed and, once it answers, marked up;
+//! Passes come every repair interval, and sooner while a mirror is down (to notice its
+//! return) or right after repairs. Each pass, per mirror: a mirror marked down is probed
+//! and, once it answers, marked up;
 //! every object it lacks (it was down for the write, is new to the set, or lost or corrupted
 //! its copy) is copied from a holder, checked against the ETag on the way; and now and then
 //! (at start, whenever it comes back, and every sweep interval) it takes an [`inventory`]: copies
@@ -8,7 +10,7 @@
 //! and blobs that nothing refers to are deleted, so it ends with exactly the catalog's blobs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
@@ -21,23 +23,58 @@ use crate::chunks::{ChunkSummer, ChunkSums};
 use crate::error::{Result, StoreError};
 use crate::model::ObjectMeta;
 
+/// While a mirror is down the pass comes this soon, then twice as late each time up to
+/// [`PROBE_AT_MOST`]: the end of an outage is noticed within seconds, and a long one costs
+/// one small request every few seconds (remote LISTs are billed on R2 and B2).
+const PROBE_FIRST: Duration = Duration::from_secs(1);
+const PROBE_AT_MOST: Duration = Duration::from_secs(8);
+/// After a pass that copied something, the next comes this soon: it picks up what writes
+/// that chose their mirrors before one came back left behind.
+const AFTER_REPAIRS: Duration = Duration::from_secs(1);
+
 pub(super) async fn run(inner: Arc<Inner>) {
     let mut swept: Vec<Option<Instant>> = vec![None; inner.mirrors.len()];
+    let mut probe = PROBE_FIRST;
     loop {
         let nudged = inner.nudge.notified();
-        pass(&inner, &mut swept).await;
+        let done = pass(&inner, &mut swept).await;
+        let wait = if done.any_down {
+            let wait = probe;
+            probe = (probe * 2).min(PROBE_AT_MOST);
+            wait
+        } else {
+            probe = PROBE_FIRST;
+            if done.copied > 0 {
+                AFTER_REPAIRS
+            } else {
+                inner.options.repair_interval
+            }
+        };
         tokio::select! {
             () = nudged => {}
-            () = tokio::time::sleep(inner.options.repair_interval) => {}
+            () = tokio::time::sleep(wait.min(inner.options.repair_interval)) => {}
         }
     }
 }
 
-async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) {
+/// What one pass found.
+struct Pass {
+    /// A mirror is still down after its probe.
+    any_down: bool,
+    /// Objects copied to mirrors that lacked them.
+    copied: usize,
+}
+
+async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) -> Pass {
+    let mut done = Pass {
+        any_down: false,
+        copied: 0,
+    };
     for (i, mirror) in inner.mirrors.iter().enumerate() {
         if !mirror.health.is_up() {
             // A listing of an empty prefix: one cheap request that any backend must answer.
             if mirror.blobs.list("health/").await.is_err() {
+                done.any_down = true;
                 continue;
             }
             let down_for = mirror.health.down_for();
@@ -47,9 +84,13 @@ async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) {
         }
         match copy_missing(inner, i).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(mirror = %mirror.label, objects = n, "repaired"),
+            Ok(n) => {
+                tracing::info!(mirror = %mirror.label, objects = n, "repaired");
+                done.copied += n;
+            }
             Err(e) => {
                 inner.mark_down(i, &e);
+                done.any_down = true;
                 continue;
             }
         }
@@ -69,10 +110,14 @@ async fn pass(inner: &Arc<Inner>, swept: &mut [Option<Instant>]) {
                     }
                     swept[i] = Some(Instant::now());
                 }
-                Err(e) => inner.mark_down(i, &e),
+                Err(e) => {
+                    inner.mark_down(i, &e);
+                    done.any_down = true;
+                }
             }
         }
     }
+    done
 }
 
 /// Copies every object mirror `i` lacks. An error means the mirror itself failed.
