@@ -681,3 +681,42 @@ async fn after_an_outage_under_continuous_writes_every_mirror_catches_up_within_
     identical(&[a, b.join(BUCKET)], written).await;
     drop(s3s);
 }
+
+/// A provider that refuses the relay's keys is told apart from one that is down: the error
+/// names the credentials, since waiting will not fix it.
+#[tokio::test]
+async fn a_backend_refusing_the_keys_is_not_reported_as_down() {
+    let work = tempfile::tempdir().unwrap();
+    let s3s = S3sFs::start(&work.path().join("b"), "127.0.0.1:0".parse().unwrap()).await;
+    let mut options = backends::spec::ConnectOptions {
+        timeout: Duration::from_secs(2),
+        retries: 0,
+        ..Default::default()
+    };
+    options.named_keys.insert(
+        "wrong".into(),
+        backends::spec::S3Keys {
+            access_key_id: stand_ins::STAND_IN_KEY.into(),
+            secret_access_key: "not-the-stand-in-secret-0000000000000000".into(),
+        },
+    );
+    let mirror = backends::spec::connect(&s3_spec(&s3s.endpoint(), "wrong"), &options)
+        .await
+        .unwrap();
+    let refused = mirror
+        .blobs()
+        .list("blobs/")
+        .await
+        .expect_err("the wrong secret is refused");
+    assert!(
+        matches!(refused, backends::StoreError::BackendRefused(_)),
+        "{refused:?}"
+    );
+
+    let addr = s3s.stop().await;
+    let mirror = backends::spec::connect(&s3_spec(&format!("http://{addr}"), "wrong"), &options)
+        .await
+        .unwrap();
+    let down = mirror.blobs().list("blobs/").await.expect_err("a stopped server fails");
+    assert!(matches!(down, backends::StoreError::Unavailable(_)), "{down:?}");
+}

@@ -57,6 +57,11 @@ pub enum StoreError {
     /// timeout, a remote that refused us). Clients may retry.
     #[error("storage backend unavailable: {0}")]
     Unavailable(String),
+    /// A backend refused the relay itself (credentials, permissions, its configuration):
+    /// counted as down like [`StoreError::Unavailable`], but named for what it is, since it
+    /// lasts until someone fixes the keys or the setup.
+    #[error("a storage backend refused the relay (check its credentials and permissions): {0}")]
+    BackendRefused(String),
     #[error("storage I/O: {0}")]
     Io(#[from] io::Error),
 }

@@ -100,6 +100,10 @@ pub fn to_s3(err: StoreError) -> S3Error {
             tracing::warn!(%why, "storage backend unavailable");
             s3_error!(ServiceUnavailable, "the storage backends are unavailable; retry later")
         }
+        StoreError::BackendRefused(why) => {
+            tracing::warn!(%why, "a storage backend refused the relay's credentials or setup");
+            s3_error!(ServiceUnavailable, "the storage backends are unavailable; retry later")
+        }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage I/O failed");
             s3_error!(InternalError, "storage I/O failed")

@@ -105,20 +105,25 @@ impl S3Blobs {
     }
 }
 
+/// OpenDAL's error kinds kept apart: a provider that refuses our credentials or our setup
+/// will not get better by waiting, and saying "down" would send the operator looking at the
+/// network instead of the keys.
 fn to_store_error(e: opendal::Error) -> StoreError {
+    // With its causes: "error sending request" alone hides "connection refused".
+    let text = || {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    };
     match e.kind() {
         opendal::ErrorKind::NotFound => StoreError::NoSuchKey,
-        // With its causes: "error sending request" alone hides "connection refused".
-        _ => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            StoreError::Unavailable(text)
-        }
+        opendal::ErrorKind::PermissionDenied | opendal::ErrorKind::ConfigInvalid => StoreError::BackendRefused(text()),
+        _ => StoreError::Unavailable(text()),
     }
 }
 
