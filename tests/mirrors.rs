@@ -720,3 +720,42 @@ async fn a_backend_refusing_the_keys_is_not_reported_as_down() {
     let down = mirror.blobs().list("blobs/").await.expect_err("a stopped server fails");
     assert!(matches!(down, backends::StoreError::Unavailable(_)), "{down:?}");
 }
+
+/// A completion the mirrors cannot take (503) leaves the upload whole: the client's retry of
+/// the same CompleteMultipartUpload succeeds once they are back, with every byte, instead of
+/// finding NoSuchUpload and having to upload every part again.
+#[tokio::test]
+async fn a_completion_refused_by_the_mirrors_can_be_retried() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("b");
+    let s3s = S3sFs::start(&root, "127.0.0.1:0".parse().unwrap()).await;
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![s3_spec(&s3s.endpoint(), "b")])).await;
+    let bucket = relay.bucket("retried").await;
+    let parts = vec![blob(5 * 1024 * 1024, 40), blob(700_000, 41)];
+    let (upload_id, done) = common::upload_parts(&relay.client, &bucket, "big", &parts).await;
+    let complete = || {
+        relay
+            .client
+            .complete_multipart_upload()
+            .bucket(&bucket)
+            .key("big")
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(done.clone()))
+                    .build(),
+            )
+            .send()
+    };
+
+    let addr = s3s.stop().await;
+    let err = complete().await.unwrap_err();
+    assert_eq!(common::status(&err), 503, "{err:?}");
+
+    let s3s = S3sFs::start(&root, addr).await;
+    converged(&relay).await;
+    let out = complete().await.expect("the retried completion");
+    assert!(out.e_tag().unwrap().ends_with("-2\""), "{:?}", out.e_tag());
+    assert_eq!(relay.get(&bucket, "big").await, parts.concat());
+    drop(s3s);
+}

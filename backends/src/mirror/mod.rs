@@ -26,7 +26,7 @@ mod write;
 pub use options::{AckPolicy, AckPolicyError, MirrorOptions};
 pub use scrub::ScrubProgress;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use self::catalog::{Catalog, Record};
 use self::health::Health;
 use self::owner::claim;
-use self::write::{Completing, InFlight};
+use self::write::{Completing, Completion, InFlight, Unpublished};
 use crate::blobs::{Blobs, blob_path};
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
@@ -121,6 +121,9 @@ struct Inner {
     in_flight: Mutex<HashSet<String>>,
     /// Serializes completing uploads of one key (they share a staging object).
     completing: Mutex<HashSet<(String, String)>>,
+    /// Uploads completed in staging that the mirrors could not take yet, by upload id: a
+    /// retry of the same completion sends the staged object out again.
+    unpublished: Mutex<HashMap<String, Unpublished>>,
     /// This catalog's id, marked on every backend it owns (see `claim`).
     owner: String,
 }
@@ -165,6 +168,7 @@ impl MirrorStore {
             nudge: Notify::new(),
             in_flight: Mutex::default(),
             completing: Mutex::default(),
+            unpublished: Mutex::default(),
             owner,
         });
         {
@@ -545,13 +549,56 @@ impl Store for MirrorStore {
             expected: std::mem::take(&mut opts.expected),
             ..PutOptions::default()
         };
-        let meta = staging
-            .complete_multipart(bucket, key, upload_id, parts, checked)
-            .await
-            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?;
-        let staged = staging.get_object(bucket, key, None).await?;
-        let result = self.inner.write_known(bucket, meta, staged.body, opts).await;
-        let _ = staging.delete_object(bucket, key).await;
+        let retried = Completion::of(bucket, key, parts);
+        let waiting = self
+            .inner
+            .unpublished
+            .lock()
+            .expect("unpublished lock")
+            .remove(upload_id);
+        let meta = match waiting {
+            Some(w) if w.completion == retried => w.meta,
+            other => {
+                if let Some(w) = other {
+                    self.inner
+                        .unpublished
+                        .lock()
+                        .expect("unpublished lock")
+                        .insert(upload_id.to_owned(), w);
+                }
+                staging
+                    .complete_multipart(bucket, key, upload_id, parts, checked)
+                    .await
+                    .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?
+            }
+        };
+        let staged = staging.get_object(bucket, key, None).await.map_err(|e| match e {
+            StoreError::NoSuchBucket | StoreError::NoSuchKey => StoreError::NoSuchUpload,
+            other => other,
+        })?;
+        if staged.meta.etag != meta.etag {
+            // A later upload of the key was staged since (and published or waiting itself).
+            return Err(StoreError::NoSuchUpload);
+        }
+        let result = self.inner.write_known(bucket, meta.clone(), staged.body, opts).await;
+        if matches!(result, Err(StoreError::Unavailable(_) | StoreError::BackendRefused(_))) {
+            // The mirrors could not take it now: the staged object stays, so the client's
+            // retry of the same completion sends it out again instead of finding
+            // NoSuchUpload and uploading every part anew.
+            let etag = meta.etag.clone();
+            let unpublished = Unpublished {
+                completion: retried,
+                meta,
+            };
+            self.inner
+                .unpublished
+                .lock()
+                .expect("unpublished lock")
+                .insert(upload_id.to_owned(), unpublished);
+            self.inner.forget_staged_later(bucket, key, upload_id, etag);
+        } else {
+            let _ = staging.delete_object(bucket, key).await;
+        }
         result
     }
 

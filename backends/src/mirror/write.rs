@@ -19,7 +19,7 @@ use crate::conditions::check_write_conditions;
 use crate::digest::Digester;
 use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::store::ByteStream;
+use crate::store::{ByteStream, Store};
 
 /// What a mirror's blob trailer holds: enough to rebuild the catalog entry.
 #[derive(Serialize)]
@@ -214,6 +214,59 @@ impl Inner {
         };
         self.write_object(bucket, &blob, counted, Digester::new(&[]), finish, opts)
             .await
+    }
+}
+
+/// How long a completed upload the mirrors could not take stays staged for a retry.
+const COMPLETION_RETRY_WINDOW: Duration = Duration::from_secs(3600);
+
+/// A completion staged but not yet on the mirrors, and the object it makes.
+pub(super) struct Unpublished {
+    pub(super) completion: Completion,
+    pub(super) meta: ObjectMeta,
+}
+
+/// What an upload was completed with: a retry must name the same.
+#[derive(PartialEq, Eq)]
+pub(super) struct Completion {
+    bucket: String,
+    key: String,
+    parts: Vec<(u32, String)>,
+}
+
+impl Completion {
+    pub(super) fn of(bucket: &str, key: &str, parts: &[CompletedPart]) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            parts: parts
+                .iter()
+                .map(|p| (p.part_number, p.etag.trim_matches('"').to_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl Inner {
+    /// Deletes the staged object of a completion the mirrors refused, once a client had
+    /// [`COMPLETION_RETRY_WINDOW`] to retry it, unless another completion replaced it since.
+    pub(super) fn forget_staged_later(self: &Arc<Self>, bucket: &str, key: &str, upload_id: &str, etag: String) {
+        let weak = Arc::downgrade(self);
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(COMPLETION_RETRY_WINDOW).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let _one_at_a_time = Completing::wait(&inner, &bucket, &key).await;
+            inner.unpublished.lock().expect("unpublished lock").remove(&upload_id);
+            if inner
+                .staging
+                .head_object(&bucket, &key)
+                .await
+                .is_ok_and(|m| m.etag == etag)
+            {
+                let _ = inner.staging.delete_object(&bucket, &key).await;
+            }
+        });
     }
 }
 
