@@ -78,6 +78,25 @@ impl Form {
     }
 }
 
+fn md5_hex(bytes: &[u8]) -> String {
+    let mut d = backends::digest::Digester::new(&[]);
+    d.update(bytes);
+    hex_simd::encode_to_string(d.finish().md5, hex_simd::AsciiCase::Lower)
+}
+
+/// Posts `file` under `key` with one success action field, which the form's policy names.
+async fn post_with_action(
+    r: &common::TestRelay,
+    bucket: &str,
+    key: &str,
+    (field, value): (&str, &str),
+    file: &[u8],
+) -> (u16, String) {
+    let condition = format!(r#"{{"{field}":"{value}"}},"#);
+    let form = Form::signed_with(bucket, "in/", 1 << 20, 300, SECRET_KEY, &condition);
+    form.post_with(r, bucket, key, &[(field, value)], file).await
+}
+
 #[tokio::test]
 async fn post_form_upload_stores_the_file_with_its_md5_etag() {
     let r = start().await;
@@ -95,11 +114,7 @@ async fn post_form_upload_stores_the_file_with_its_md5_etag() {
         .send()
         .await
         .unwrap();
-    let md5 = {
-        let mut d = backends::digest::Digester::new(&[]);
-        d.update(&file);
-        hex_simd::encode_to_string(d.finish().md5, hex_simd::AsciiCase::Lower)
-    };
+    let md5 = md5_hex(&file);
     assert_eq!(head.e_tag(), Some(format!("\"{md5}\"").as_str()));
 }
 
@@ -160,38 +175,14 @@ async fn post_form_success_actions_answer_as_aws() {
     let r = start().await;
     let b = r.bucket("web-actions").await;
     let file = common::blob(3_000, 13);
-    let md5 = {
-        let mut d = backends::digest::Digester::new(&[]);
-        d.update(&file);
-        hex_simd::encode_to_string(d.finish().md5, hex_simd::AsciiCase::Lower)
-    };
+    let md5 = md5_hex(&file);
 
-    let created = Form::signed_with(
-        &b,
-        "in/",
-        1 << 20,
-        300,
-        SECRET_KEY,
-        r#"{"success_action_status":"201"},"#,
-    );
-    let (st, text) = created
-        .post_with(&r, &b, "in/created", &[("success_action_status", "201")], &file)
-        .await;
+    let (st, text) = post_with_action(&r, &b, "in/created", ("success_action_status", "201"), &file).await;
     assert_eq!(st, 201, "{text}");
     assert!(text.contains("<Key>in/created</Key>"), "{text}");
     assert!(text.contains(&format!("<ETag>&quot;{md5}&quot;</ETag>")), "{text}");
 
-    let ok = Form::signed_with(
-        &b,
-        "in/",
-        1 << 20,
-        300,
-        SECRET_KEY,
-        r#"{"success_action_status":"200"},"#,
-    );
-    let (st, text) = ok
-        .post_with(&r, &b, "in/ok", &[("success_action_status", "200")], &file)
-        .await;
+    let (st, text) = post_with_action(&r, &b, "in/ok", ("success_action_status", "200"), &file).await;
     assert_eq!(st, 200, "{text}");
     assert!(
         text.ends_with("\r\n\r\n") || !text.contains("<"),
@@ -199,17 +190,7 @@ async fn post_form_success_actions_answer_as_aws() {
     );
 
     let redirect = "https://app.example/uploaded";
-    let sent = Form::signed_with(
-        &b,
-        "in/",
-        1 << 20,
-        300,
-        SECRET_KEY,
-        &format!(r#"{{"success_action_redirect":"{redirect}"}},"#),
-    );
-    let (st, text) = sent
-        .post_with(&r, &b, "in/redirected", &[("success_action_redirect", redirect)], &file)
-        .await;
+    let (st, text) = post_with_action(&r, &b, "in/redirected", ("success_action_redirect", redirect), &file).await;
     assert_eq!(st, 303, "{text}");
     let location = format!("location: {redirect}?bucket={b}&key=in%2Fredirected&etag=%22{md5}%22");
     assert!(

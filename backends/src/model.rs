@@ -216,6 +216,17 @@ pub struct CompletedPart {
     pub etag: String,
 }
 
+impl CompletedPart {
+    /// The list as `(number, unquoted etag)` pairs, so two spellings of one completion compare
+    /// equal (a retry may quote the ETags differently).
+    pub fn normalized(parts: &[CompletedPart]) -> Vec<(u32, String)> {
+        parts
+            .iter()
+            .map(|p| (p.part_number, p.etag.trim_matches('"').to_owned()))
+            .collect()
+    }
+}
+
 /// The smallest part S3 accepts, except for the last one.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 

@@ -32,13 +32,6 @@ struct Recent {
     order: VecDeque<String>,
 }
 
-fn normalized(parts: &[CompletedPart]) -> Vec<(u32, String)> {
-    parts
-        .iter()
-        .map(|p| (p.part_number, p.etag.trim_matches('"').to_owned()))
-        .collect()
-}
-
 impl CompletedUploads {
     pub(crate) fn remember(
         &self,
@@ -55,7 +48,7 @@ impl CompletedUploads {
                 at: Instant::now(),
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
-                parts: normalized(parts),
+                parts: CompletedPart::normalized(parts),
                 meta: meta.clone(),
             },
         );
@@ -77,7 +70,10 @@ impl CompletedUploads {
     pub(crate) fn made(&self, bucket: &str, key: &str, upload_id: &str, parts: &[CompletedPart]) -> Option<ObjectMeta> {
         let recent = self.inner.lock().expect("completed uploads lock");
         let c = recent.by_id.get(upload_id)?;
-        (c.at.elapsed() <= KEEP_FOR && c.bucket == bucket && c.key == key && c.parts == normalized(parts))
-            .then(|| c.meta.clone())
+        (c.at.elapsed() <= KEEP_FOR
+            && c.bucket == bucket
+            && c.key == key
+            && c.parts == CompletedPart::normalized(parts))
+        .then(|| c.meta.clone())
     }
 }

@@ -90,6 +90,21 @@ pub fn header_checksums(
     .collect()
 }
 
+/// [`header_checksums`] of a request input with the five `checksum_*` fields (PutObject,
+/// UploadPart, CompleteMultipartUpload), moved out of it.
+macro_rules! checksums_of {
+    ($input:expr) => {
+        $crate::convert::header_checksums(
+            $input.checksum_crc32,
+            $input.checksum_crc32c,
+            $input.checksum_crc64nvme,
+            $input.checksum_sha1,
+            $input.checksum_sha256,
+        )
+    };
+}
+pub(crate) use checksums_of;
+
 pub fn algorithm(a: Option<&dto::ChecksumAlgorithm>) -> S3Result<Option<ChecksumAlgorithm>> {
     match a {
         None => Ok(None),

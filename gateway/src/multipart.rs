@@ -94,13 +94,7 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
     let opts = PutOptions {
         compute: requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, checks.trailer()),
         content_md5: input.content_md5,
-        expected: convert::header_checksums(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        ),
+        expected: convert::checksums_of!(input),
         ..Default::default()
     };
     let (_reserved, limit) = gw.reserve_part(checks.declared_size(input.content_length))?;
@@ -150,13 +144,7 @@ pub async fn complete(
     }
     let mut opts = PutOptions {
         // What the client computed over what it uploaded: checked before anything commits.
-        expected: convert::header_checksums(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        ),
+        expected: convert::checksums_of!(input),
         ..PutOptions::default()
     };
     apply_write_conditions(&mut opts, input.if_match, input.if_none_match)?;

@@ -17,13 +17,7 @@ pub async fn put_object(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Resul
     convert::check_content_md5(input.content_md5.as_ref())?;
     let mut opts = PutOptions {
         content_md5: input.content_md5,
-        expected: convert::header_checksums(
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        ),
+        expected: convert::checksums_of!(input),
         ..PutOptions::default()
     };
     opts.compute = requested_algorithms(convert::algorithm(input.checksum_algorithm.as_ref())?, checks.trailer());
