@@ -7,10 +7,11 @@
 //! running it is rewritten compactly whenever it has grown well past the live state. Listing therefore never depends on which
 //! mirror is up.
 
+mod journal;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
@@ -19,11 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::chunks::ChunkSums;
 use crate::digest::{base64, base64_decode};
 use crate::error::{Result, StoreError};
-use crate::fs::blob::{durable_rename, sync_dir};
 use crate::index::{Entry, Index};
 use crate::model::{BucketInfo, ObjectMeta};
 
-const JOURNAL: &str = "journal.jsonl";
+use self::journal::{JOURNAL, Journal, Pending};
 
 /// One change, as written to the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,43 +227,21 @@ impl State {
 
 pub(crate) struct Catalog {
     state: RwLock<State>,
-    /// Serializes changes: check, append, fdatasync, apply (and now and then, compact).
+    /// Changes decided (and visible) but not yet durable, in the order they were decided.
+    /// Deciding holds this lock, so every decision sees every earlier one.
+    pending: std::sync::Mutex<Pending>,
+    /// The journal file. Whoever holds it writes every pending change with one fdatasync.
     journal: tokio::sync::Mutex<Journal>,
-}
-
-/// The journal file being appended to.
-struct Journal {
-    file: File,
-    dir: PathBuf,
-    /// Records in the file: once well past the live ones, it is rewritten.
-    records: usize,
-}
-
-/// Whether a journal of `records` lines is worth rewriting for `live` records of state:
-/// once it has more than doubled, and by enough that the rewrite is not needed again soon.
-fn worth_compacting(records: usize, live: usize) -> bool {
-    records > 2 * live + 1024
 }
 
 impl Catalog {
     /// Replays (and if worthwhile compacts) the journal in `dir`. Blocking.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(JOURNAL);
-        let (state, mut records) = replay(&path, true)?;
-        if worth_compacting(records, state.live_records()) {
-            let snapshot = state.snapshot();
-            rewrite(dir, &snapshot)?;
-            records = snapshot.len();
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let (state, journal) = Journal::open(dir)?;
         Ok(Self {
             state: RwLock::new(state),
-            journal: tokio::sync::Mutex::new(Journal {
-                file,
-                dir: dir.to_owned(),
-                records,
-            }),
+            pending: Default::default(),
+            journal: tokio::sync::Mutex::new(journal),
         })
     }
 
@@ -274,21 +252,29 @@ impl Catalog {
     /// Starts a catalog from `records` (a rebuild). Blocking.
     pub fn seed(dir: &Path, records: &[Record]) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        rewrite(dir, records)
+        journal::rewrite(dir, records)
     }
 
     /// The state as the journal has it, without changing the journal: for looking at the
     /// catalog of a relay that is running. Blocking.
     pub fn peek(dir: &Path) -> Result<State> {
-        Ok(replay(&dir.join(JOURNAL), false)?.0)
+        Ok(journal::replay(&dir.join(JOURNAL), false)?.0)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("catalog lock")
     }
 
-    /// Makes a change durable, then visible. `decide` sees the current state, with every other
-    /// change held off, and returns the records to write (none: nothing to do) and a result.
+    /// Makes a change, and answers once it is durable. `decide` sees the current state,
+    /// including changes decided before it and not yet durable, with every other decision held
+    /// off, and returns the records to write (none: nothing to do) and a result.
+    ///
+    /// Group commit: the change is applied at once and joins the batch of changes waiting to
+    /// be written; whoever next holds the journal writes the whole batch with one fdatasync
+    /// and answers every change in it. Readers may therefore see a change up to one fdatasync
+    /// before it is acknowledged, never an acknowledged change that is not durable. If the
+    /// write fails, every change not yet durable is undone and fails.
+    ///
     /// Runs as its own task, so a client hanging up cannot leave journal and memory apart.
     pub async fn change<T, F>(self: &Arc<Self>, decide: F) -> Result<T>
     where
@@ -297,39 +283,25 @@ impl Catalog {
     {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut journal = this.journal.lock().await;
-            let (records, out) = decide(&this.read())?;
-            if records.is_empty() {
-                return Ok(out);
-            }
-            let mut lines = Vec::new();
-            for r in &records {
-                serde_json::to_writer(&mut lines, r).map_err(io::Error::other)?;
-                lines.push(b'\n');
-            }
-            let mut file = journal.file.try_clone()?;
-            tokio::task::spawn_blocking(move || {
-                file.write_all(&lines)?;
-                file.sync_data()
-            })
-            .await
-            .map_err(io::Error::other)??;
-            journal.records += records.len();
-            let snapshot = {
+            let (batch, out) = {
+                let mut pending = this.pending.lock().expect("pending lock");
+                let (records, out) = decide(&this.read())?;
+                if records.is_empty() {
+                    return Ok(out);
+                }
+                let batch = pending.add(&records)?;
                 let mut state = this.state.write().expect("catalog lock");
                 for r in records {
                     state.apply(r);
                 }
-                worth_compacting(journal.records, state.live_records()).then(|| state.snapshot())
+                (batch, out)
             };
-            if let Some(snapshot) = snapshot {
-                // The change is durable already; a compaction that fails leaves the longer
-                // journal, which still replays to the same state.
-                if let Err(e) = compact(&mut journal, snapshot).await {
-                    tracing::warn!(error = %e, "compacting the catalog journal failed; it stays as it is");
-                }
+            let mut journal = this.journal.lock().await;
+            if !batch.is_done() {
+                this.commit_pending(&mut journal).await;
             }
             drop(journal);
+            batch.outcome()?;
             Ok(out)
         })
         .await
@@ -337,88 +309,11 @@ impl Catalog {
     }
 }
 
-/// Rewrites the journal as `snapshot` while changes wait on `journal`'s lock, so the relay
-/// never needs a restart to shrink it (every overwrite and repair appends a record).
-async fn compact(journal: &mut Journal, snapshot: Vec<Record>) -> Result<()> {
-    let dir = journal.dir.clone();
-    let records = snapshot.len();
-    let file = tokio::task::spawn_blocking(move || -> Result<File> {
-        rewrite(&dir, &snapshot)?;
-        Ok(OpenOptions::new().append(true).open(dir.join(JOURNAL))?)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    tracing::debug!(
-        before = journal.records,
-        after = records,
-        "compacted the catalog journal"
-    );
-    journal.file = file;
-    journal.records = records;
-    Ok(())
-}
-
-/// Reads the journal; a torn last line (crash mid-append) is cut off.
-fn replay(path: &Path, cut_torn_tail: bool) -> Result<(State, usize)> {
-    let mut state = State::default();
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((state, 0)),
-        Err(e) => return Err(e.into()),
-    };
-    let total = file.metadata()?.len();
-    let mut reader = BufReader::new(file);
-    let (mut good, mut count) = (0u64, 0usize);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        let complete = line.last() == Some(&b'\n');
-        match serde_json::from_slice::<Record>(&line) {
-            Ok(record) if complete => {
-                state.apply(record);
-                good += n as u64;
-                count += 1;
-            }
-            _ if good + n as u64 >= total => break, // the last line: torn by a crash
-            Err(e) => return Err(StoreError::Corrupt(format!("catalog journal line {}: {e}", count + 1))),
-            Ok(_) => unreachable!("an incomplete line is always the last"),
-        }
-    }
-    if good < total && cut_torn_tail {
-        tracing::warn!(
-            dropped = total - good,
-            "catalog journal ended mid-record; cut off the torn tail"
-        );
-        let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(good)?;
-        file.sync_all()?;
-    }
-    Ok((state, count))
-}
-
-/// Replaces the journal with `records`, atomically.
-fn rewrite(dir: &Path, records: &[Record]) -> Result<()> {
-    let tmp: PathBuf = dir.join(format!("{JOURNAL}.tmp"));
-    let mut file = std::io::BufWriter::new(File::create(&tmp)?);
-    for r in records {
-        serde_json::to_writer(&mut file, r).map_err(io::Error::other)?;
-        file.write_all(b"\n")?;
-    }
-    let mut file = file.into_inner().map_err(|e| e.into_error())?;
-    file.flush()?;
-    file.rewind()?;
-    file.sync_data()?;
-    durable_rename(&tmp, &dir.join(JOURNAL))?;
-    sync_dir(dir)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use super::*;
     use crate::model::ObjectAttrs;
 
@@ -547,5 +442,109 @@ mod tests {
         let reopened = Catalog::open(dir.path()).unwrap();
         assert_eq!(reopened.read().object("b", "overwritten").unwrap().blob, "x2999");
         assert_eq!(reopened.read().buckets.len(), 1);
+    }
+
+    /// Concurrent changes share fdatasyncs, and each still decides on every change before it:
+    /// of 64 racing "create if absent" changes to one key, exactly one wins.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_are_written_together_and_decided_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let bucket = Record::Bucket {
+            name: "b".into(),
+            created_ms: 7,
+        };
+        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let writes_before = catalog.journal.lock().await.writes;
+        let racers = (0..64).map(|i| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                catalog
+                    .change(move |state| {
+                        if state.object("b", "once").is_ok() {
+                            return Err(StoreError::PreconditionFailed);
+                        }
+                        let record = Record::Object {
+                            bucket: "b".into(),
+                            blob: format!("x{i}"),
+                            holders: vec!["m".into()],
+                            meta: Box::new(meta("once")),
+                        };
+                        Ok((vec![record], i))
+                    })
+                    .await
+            })
+        });
+        let results = futures::future::join_all(racers).await;
+        let winners: Vec<_> = results.into_iter().filter_map(|r| r.unwrap().ok()).collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let others = (0..64).map(|i| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                let record = Record::Object {
+                    bucket: "b".into(),
+                    blob: format!("y{i}"),
+                    holders: vec!["m".into()],
+                    meta: Box::new(meta(&format!("k{i}"))),
+                };
+                catalog.change(move |_| Ok((vec![record], ()))).await
+            })
+        });
+        for done in futures::future::join_all(others).await {
+            done.unwrap().unwrap();
+        }
+        let writes = catalog.journal.lock().await.writes - writes_before;
+        assert!(writes < 65, "65 changes took {writes} fdatasyncs");
+        drop(catalog);
+        let reopened = Catalog::open(dir.path()).unwrap();
+        let state = reopened.read();
+        assert_eq!(state.object("b", "once").unwrap().blob, format!("x{}", winners[0]));
+        assert_eq!(state.bucket("b").unwrap().objects.len(), 65);
+    }
+
+    /// A journal write that fails undoes the change: it is answered with an error, is gone from
+    /// memory, and the journal is still whole for the next change and the next start.
+    #[tokio::test]
+    async fn a_failed_journal_write_undoes_the_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let put = |key: &'static str| {
+            move |_: &State| {
+                let record = Record::Object {
+                    bucket: "b".into(),
+                    blob: format!("blob-{key}"),
+                    holders: vec!["m1".into()],
+                    meta: Box::new(meta(key)),
+                };
+                Ok((vec![record], ()))
+            }
+        };
+        let bucket = Record::Bucket {
+            name: "b".into(),
+            created_ms: 7,
+        };
+        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        catalog.change(put("kept")).await.unwrap();
+        // The journal now refuses writes, as a failing disk would.
+        let path = dir.path().join(JOURNAL);
+        let writable = {
+            let mut journal = catalog.journal.lock().await;
+            std::mem::replace(&mut journal.file, std::fs::File::open(&path).unwrap())
+        };
+        let err = catalog.change(put("lost")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(
+            catalog.read().object("b", "lost").is_err(),
+            "an unwritten change stayed visible"
+        );
+        assert!(catalog.read().object("b", "kept").is_ok());
+
+        catalog.journal.lock().await.file = writable;
+        catalog.change(put("after")).await.unwrap();
+        drop(catalog);
+        let reopened = Catalog::open(dir.path()).unwrap();
+        let state = reopened.read();
+        assert!(state.object("b", "kept").is_ok() && state.object("b", "after").is_ok());
+        assert!(state.object("b", "lost").is_err());
     }
 }
