@@ -233,10 +233,18 @@ impl BlobSink for LocalSink {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.blocking(|file, _| file.sync_data()).await?;
+        let (file, _) = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob sink already failed"))?;
         let from = self.tmp.clone().expect("a sink has its staging file until committed");
         let target = self.target.clone();
-        blocking_within(self.deadline, "a rename", move || durable_rename(&from, &target)).await?;
+        // One trip to the blocking pool for both flushes: a small blob is mostly this call.
+        blocking_within(self.deadline, "a commit", move || {
+            file.sync_data()?;
+            durable_rename(&from, &target)
+        })
+        .await?;
         self.tmp = None;
         Ok(())
     }

@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use self::catalog::{Catalog, Record};
 use self::health::Health;
 use self::owner::claim;
-use self::write::{Completing, Completion, InFlight, Unpublished};
+use self::write::{Completing, Completion, CompletionLocks, InFlight, Unpublished};
 use crate::blobs::{Blobs, blob_path};
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
@@ -120,7 +120,7 @@ struct Inner {
     /// Blob ids being written and not yet in the catalog: not strays.
     in_flight: Mutex<HashSet<String>>,
     /// Serializes completing uploads of one key (they share a staging object).
-    completing: Mutex<HashSet<(String, String)>>,
+    completing: Mutex<CompletionLocks>,
     /// Uploads completed in staging that the mirrors could not take yet, by upload id: a
     /// retry of the same completion sends the staged object out again.
     unpublished: Mutex<HashMap<String, Unpublished>>,

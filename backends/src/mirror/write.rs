@@ -2,6 +2,7 @@
 //! its blob ends with a metadata trailer, and it becomes visible only when the catalog
 //! commits it, after the acknowledgement policy and the write conditions allow it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -239,10 +240,7 @@ impl Completion {
         Self {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            parts: parts
-                .iter()
-                .map(|p| (p.part_number, p.etag.trim_matches('"').to_owned()))
-                .collect(),
+            parts: CompletedPart::normalized(parts),
         }
     }
 }
@@ -293,31 +291,43 @@ impl Drop for InFlight {
     }
 }
 
-/// Held while an upload of one key completes.
+/// A lock per (bucket, key) being completed, while anyone holds or awaits it.
+pub(super) type CompletionLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
+/// Held while an upload of one key completes; others completing the same key wait for it
+/// in turn (a lock per key, dropped with its last user).
 pub(super) struct Completing {
     inner: Weak<Inner>,
     key: (String, String),
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Completing {
     pub(super) async fn wait(inner: &Arc<Inner>, bucket: &str, key: &str) -> Self {
         let key = (bucket.to_owned(), key.to_owned());
-        loop {
-            if inner.completing.lock().expect("completing lock").insert(key.clone()) {
-                return Self {
-                    inner: Arc::downgrade(inner),
-                    key,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let lock = inner
+            .completing
+            .lock()
+            .expect("completing lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        Self {
+            inner: Arc::downgrade(inner),
+            key,
+            guard: Some(lock.lock_owned().await),
         }
     }
 }
 
 impl Drop for Completing {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.completing.lock().expect("completing lock").remove(&self.key);
+        drop(self.guard.take());
+        let Some(inner) = self.inner.upgrade() else { return };
+        let mut locks = inner.completing.lock().expect("completing lock");
+        // Only the map holds it: nobody else is completing this key or waiting to.
+        if locks.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
+            locks.remove(&self.key);
         }
     }
 }
