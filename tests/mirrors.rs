@@ -723,7 +723,8 @@ async fn a_backend_refusing_the_keys_is_not_reported_as_down() {
 
 /// A completion the mirrors cannot take (503) leaves the upload whole: the client's retry of
 /// the same CompleteMultipartUpload succeeds once they are back, with every byte, instead of
-/// finding NoSuchUpload and having to upload every part again.
+/// finding NoSuchUpload and having to upload every part again, even if the relay restarted
+/// in between (the upload waits on its disk, not in its memory).
 #[tokio::test]
 async fn a_completion_refused_by_the_mirrors_can_be_retried() {
     let work = tempfile::tempdir().unwrap();
@@ -733,9 +734,8 @@ async fn a_completion_refused_by_the_mirrors_can_be_retried() {
     let bucket = relay.bucket("retried").await;
     let parts = vec![blob(5 * 1024 * 1024, 40), blob(700_000, 41)];
     let (upload_id, done) = common::upload_parts(&relay.client, &bucket, "big", &parts).await;
-    let complete = || {
-        relay
-            .client
+    let complete = |client: &aws_sdk_s3::Client| {
+        client
             .complete_multipart_upload()
             .bucket(&bucket)
             .key("big")
@@ -745,17 +745,39 @@ async fn a_completion_refused_by_the_mirrors_can_be_retried() {
                     .set_parts(Some(done.clone()))
                     .build(),
             )
-            .send()
     };
 
     let addr = s3s.stop().await;
-    let err = complete().await.unwrap_err();
+    let err = complete(&relay.client).send().await.unwrap_err();
     assert_eq!(common::status(&err), 503, "{err:?}");
+    let err = relay
+        .client
+        .head_object()
+        .bucket(&bucket)
+        .key("big")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        common::status(&err),
+        404,
+        "a refused completion made no object: {err:?}"
+    );
 
     let s3s = S3sFs::start(&root, addr).await;
+    let relay = relay.restart().await;
     converged(&relay).await;
-    let out = complete().await.expect("the retried completion");
+    let out = complete(&relay.client).send().await.expect("the retried completion");
     assert!(out.e_tag().unwrap().ends_with("-2\""), "{:?}", out.e_tag());
     assert_eq!(relay.get(&bucket, "big").await, parts.concat());
+    // Published, the upload is gone: its parts no longer take room on the relay's disk.
+    let uploads = relay
+        .client
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     drop(s3s);
 }

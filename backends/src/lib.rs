@@ -20,6 +20,7 @@ pub mod no_storage;
 pub mod rclone;
 pub mod spec;
 mod store;
+mod upload_area;
 pub mod upload_expiry;
 
 pub use error::{Result, StoreError};

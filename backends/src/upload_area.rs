@@ -1,21 +1,24 @@
-//! Multipart uploads on disk.
+//! Multipart uploads in progress, on local disk: the embedded store keeps its uploads here, and
+//! so does a mirror set (under its data dir), whose parts wait on the relay's disk until the
+//! completion streams them out to the mirrors.
 //!
-//! Each part is a durable blob file in `uploads/<id>/`. Completing an upload does not copy a
-//! byte: the upload directory is renamed to `blobs/<id>/` and the object file becomes a
-//! manifest naming the parts, which reads then stream in order.
+//! Each part is a durable blob file in `<root>/buckets/<bucket>/uploads/<id>/`. Completing an
+//! upload checks the client's part list against the parts and gives an [`Assembly`]: the
+//! object's metadata and its part files, opened as they were checked. The embedded store then
+//! renames the upload directory into its blobs (not a byte copied); a mirror set streams the
+//! parts to the mirrors and removes the upload only once they hold the object, so a completion
+//! they refuse leaves the upload whole for the client's retry.
 
 use std::io;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::StoredObject;
-use super::blob::{self, Segment, TmpGuard};
-use super::layout::{Layout, part_file_name};
 use crate::conditions::{unique_algorithms, verify_digests};
 use crate::digest::{composite_checksum, full_object_crc, hex_decode, multipart_etag};
 use crate::error::{Result, StoreError};
+use crate::fs::blob::{self, Segment};
+use crate::fs::layout::{Layout, part_file_name};
 use crate::model::*;
 use crate::names::check_upload_id;
 use crate::store::ByteStream;
@@ -44,8 +47,369 @@ impl UploadFile {
     }
 }
 
+/// A completion checked against the parts: the object it makes, and its bytes.
+pub(crate) struct Assembly {
+    pub meta: ObjectMeta,
+    /// The chosen parts' numbers, in order.
+    pub parts: Vec<u32>,
+    /// The chosen part files, opened when they were checked: a part uploaded again meanwhile
+    /// does not change what is streamed.
+    segments: Vec<Segment>,
+}
+
+impl Assembly {
+    /// The object's metadata and bytes, streamed from the part files.
+    pub fn into_body(self) -> (ObjectMeta, ByteStream) {
+        (self.meta, blob::read_segments(self.segments))
+    }
+}
+
+/// The uploads under one root (its `tmp/` is where parts are staged before they are renamed
+/// into place, and must exist).
+#[derive(Debug)]
+pub(crate) struct UploadArea {
+    layout: Layout,
+    /// Held by an area of its own (see [`UploadArea::open`]).
+    _lock: Option<std::fs::File>,
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+impl UploadArea {
+    /// The upload area inside a store that owns `layout`'s root (the embedded store).
+    pub fn new(layout: Layout) -> Self {
+        Self { layout, _lock: None }
+    }
+
+    /// An upload area of its own at `root` (a mirror set's): takes the root's lock, which also
+    /// keeps a second relay off the data dir, empties its `tmp/`, and removes what the staging
+    /// store of earlier versions kept there besides uploads (objects assembled before they
+    /// went out to the mirrors).
+    pub async fn open(root: PathBuf) -> Result<Self> {
+        let lock = crate::fs::lock_store(&root).await?;
+        let layout = Layout::new(root);
+        let area = layout.clone();
+        blocking(move || {
+            let tmp = area.tmp_dir();
+            match std::fs::remove_dir_all(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            ensure_durable_dir(&tmp)?;
+            ensure_durable_dir(&area.buckets_dir())?;
+            for bucket in std::fs::read_dir(area.buckets_dir())? {
+                let bucket = bucket?;
+                if !bucket.file_type()?.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(bucket.path())? {
+                    let entry = entry?;
+                    if entry.file_name() == "uploads" {
+                        continue;
+                    }
+                    if entry.file_type()?.is_dir() {
+                        std::fs::remove_dir_all(entry.path())?;
+                    } else {
+                        std::fs::remove_file(entry.path())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Self {
+            layout,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Where an upload's parts are.
+    pub fn dir(&self, bucket: &str, upload_id: &str) -> PathBuf {
+        self.layout.upload_dir(bucket, upload_id)
+    }
+
+    pub async fn create(
+        &self,
+        bucket: &str,
+        key: &str,
+        attrs: ObjectAttrs,
+        checksum: Option<UploadChecksum>,
+    ) -> Result<String> {
+        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let staging = self.layout.tmp_file();
+        let uploads = self.layout.uploads_dir(bucket);
+        let target = self.layout.upload_dir(bucket, &upload_id);
+        let file = UploadFile {
+            key: key.to_owned(),
+            attrs,
+            checksum: checksum.map(|c| c.algorithm),
+            full_object: checksum.is_some_and(|c| c.full_object),
+            initiated_ms: now_ms(),
+        };
+        blocking(move || {
+            ensure_durable_dir(&uploads)?;
+            std::fs::create_dir(&staging)?;
+            let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
+            std::fs::write(staging.join(UPLOAD_FILE), json)?;
+            std::fs::File::open(staging.join(UPLOAD_FILE))?.sync_data()?;
+            blob::sync_dir(&staging)?;
+            Ok(blob::durable_rename(&staging, &target)?)
+        })
+        .await?;
+        Ok(upload_id)
+    }
+
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartMeta> {
+        check_upload_id(upload_id)?;
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(StoreError::InvalidArgument(format!(
+                "part number must be between 1 and {MAX_PART_NUMBER}"
+            )));
+        }
+        let dir = self.dir(bucket, upload_id);
+        let (read_dir, owned_key) = (dir.clone(), key.to_owned());
+        let upload = blocking(move || read_upload(&read_dir, &owned_key)).await?;
+        let mut algorithms = unique_algorithms(&opts);
+        if let Some(a) = upload.checksum.filter(|a| !algorithms.contains(a)) {
+            algorithms.push(a);
+        }
+        let staged = blob::stage(self.layout.tmp_file(), body, algorithms).await?;
+        verify_digests(&staged.digests, &opts)?;
+        let part = PartMeta {
+            part_number,
+            size: staged.digests.len,
+            etag: staged.digests.etag(),
+            last_modified_ms: now_ms(),
+            checksums: staged.digests.checksums.clone(),
+        };
+        let sealed = staged.seal(&part).await?;
+        let target = dir.join(part_file_name(part_number));
+        blocking(move || {
+            // The upload may have been completed or aborted meanwhile.
+            if !target.parent().is_some_and(Path::exists) {
+                return Err(StoreError::NoSuchUpload);
+            }
+            blob::durable_rename(sealed.path(), &target)?;
+            sealed.disarm();
+            Ok(())
+        })
+        .await?;
+        Ok(part)
+    }
+
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo> {
+        check_upload_id(upload_id)?;
+        let dir = self.dir(bucket, upload_id);
+        let key = key.to_owned();
+        blocking(move || {
+            let upload = read_upload(&dir, &key)?;
+            let parts = read_parts(&dir)?.into_iter().map(|(part, _)| part).collect();
+            Ok(UploadInfo {
+                checksum: upload.upload_checksum(),
+                key: upload.key,
+                attrs: upload.attrs,
+                initiated_ms: upload.initiated_ms,
+                parts,
+            })
+        })
+        .await
+    }
+
+    /// Checks the client's part list (and its checksums of the whole, `expected`) against
+    /// the parts; the upload itself is left as it is, for the caller to publish.
+    pub async fn assemble(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        requested: &[CompletedPart],
+        expected: &Checksums,
+    ) -> Result<Assembly> {
+        check_upload_id(upload_id)?;
+        if requested.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "at least one part must be specified".into(),
+            ));
+        }
+        if requested.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+            return Err(StoreError::InvalidPartOrder);
+        }
+        let dir = self.dir(bucket, upload_id);
+        let (key, requested) = (key.to_owned(), requested.to_vec());
+        let expected = expected.clone();
+        blocking(move || {
+            let upload = read_upload(&dir, &key)?;
+            let mut available = read_parts(&dir)?;
+            let mut chosen = Vec::with_capacity(requested.len());
+            for (i, want) in requested.iter().enumerate() {
+                let at = available
+                    .iter()
+                    .position(|(p, _)| p.part_number == want.part_number)
+                    .ok_or_else(|| StoreError::InvalidPart(format!("part {} was not uploaded", want.part_number)))?;
+                let (part, file) = available.swap_remove(at);
+                if part.etag != want.etag.trim_matches('"') {
+                    return Err(StoreError::InvalidPart(format!(
+                        "part {} has a different ETag",
+                        want.part_number
+                    )));
+                }
+                if i + 1 < requested.len() && part.size < MIN_PART_SIZE {
+                    return Err(StoreError::EntityTooSmall(part.part_number));
+                }
+                chosen.push((part, file));
+            }
+            let parts: Vec<&PartMeta> = chosen.iter().map(|(p, _)| p).collect();
+            let checksums = whole_checksums(&upload, &parts)?;
+            // The client's checksum of what it uploaded, sent with the completion: a mismatch
+            // completes nothing, and the upload stays for a corrected completion.
+            // A composite value matches with or without its `-N` (clients send both).
+            let bare = |v: &str| v.split_once('-').map_or(v, |(value, _)| value).to_owned();
+            for (algorithm, want) in &expected {
+                if checksums.get(algorithm).map(|v| bare(v)) != Some(bare(want)) {
+                    return Err(StoreError::ChecksumMismatch(algorithm.s3_name()));
+                }
+            }
+            let md5s: Vec<[u8; 16]> = parts
+                .iter()
+                .map(|p| {
+                    hex_decode(&p.etag)
+                        .and_then(|v| v.try_into().ok())
+                        .ok_or_else(|| StoreError::Corrupt("part etag".into()))
+                })
+                .collect::<Result<_>>()?;
+            let meta = ObjectMeta {
+                key,
+                size: parts.iter().map(|p| p.size).sum(),
+                etag: multipart_etag(&md5s),
+                last_modified_ms: now_ms(),
+                attrs: upload.attrs,
+                checksums,
+                part_sizes: parts.iter().map(|p| p.size).collect(),
+                chunks: None,
+            };
+            let numbers = parts.iter().map(|p| p.part_number).collect();
+            let segments = chosen
+                .into_iter()
+                .map(|(part, file)| Segment {
+                    file,
+                    offset: 0,
+                    len: part.size,
+                })
+                .collect();
+            Ok(Assembly {
+                meta,
+                parts: numbers,
+                segments,
+            })
+        })
+        .await
+    }
+
+    pub async fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        check_upload_id(upload_id)?;
+        let dir = self.dir(bucket, upload_id);
+        let graveyard = self.layout.tmp_file();
+        let key = key.to_owned();
+        blocking(move || {
+            read_upload(&dir, &key)?;
+            blob::durable_rename(&dir, &graveyard)?;
+            Ok(std::fs::remove_dir_all(graveyard)?)
+        })
+        .await
+    }
+
+    /// Removes an upload whose object is published. A failure leaves it to expire.
+    pub async fn remove(&self, bucket: &str, upload_id: &str) {
+        let dir = self.dir(bucket, upload_id);
+        let graveyard = self.layout.tmp_file();
+        let removed = blocking(move || {
+            blob::durable_rename(&dir, &graveyard)?;
+            Ok(std::fs::remove_dir_all(graveyard)?)
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, "could not remove a completed upload's parts; they expire with unfinished uploads");
+        }
+    }
+
+    /// Removes every upload of a bucket that is gone.
+    pub async fn remove_bucket(&self, bucket: &str) {
+        let dir = self.layout.bucket_dir(bucket);
+        let _ = blocking(move || match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        })
+        .await;
+    }
+
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
+        let dir = self.layout.uploads_dir(bucket);
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            let mut out = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if check_upload_id(&id).is_err() {
+                    continue;
+                }
+                let Ok(bytes) = std::fs::read(entry.path().join(UPLOAD_FILE)) else {
+                    continue;
+                };
+                let Ok(upload) = serde_json::from_slice::<UploadFile>(&bytes) else {
+                    continue;
+                };
+                if upload.key.starts_with(&prefix) {
+                    out.push(UploadSummary {
+                        key: upload.key,
+                        upload_id: id,
+                        initiated_ms: upload.initiated_ms,
+                    });
+                }
+            }
+            // Upload ids break ties so that the order, and so paging, is total.
+            out.sort_by(|a, b| {
+                (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(
+                    b.key.as_str(),
+                    b.initiated_ms,
+                    b.upload_id.as_str(),
+                ))
+            });
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Creates `dir` and any missing parents, each entry made durable in its parent.
+fn ensure_durable_dir(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or_else(|| io::Error::other("no existing ancestor"))?;
+    ensure_durable_dir(parent)?;
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    blob::sync_dir(parent)
 }
 
 /// Reads `upload.json`, refusing an id that is malformed, unknown or belongs to another key.
@@ -63,303 +427,121 @@ fn read_upload(dir: &Path, key: &str) -> Result<UploadFile> {
     Ok(upload)
 }
 
-pub(crate) async fn create(
-    layout: &Layout,
-    bucket: &str,
-    key: &str,
-    attrs: ObjectAttrs,
-    checksum: Option<UploadChecksum>,
-) -> Result<String> {
-    let upload_id = uuid::Uuid::new_v4().simple().to_string();
-    let staging = layout.tmp_file();
-    let target = layout.upload_dir(bucket, &upload_id);
-    let file = UploadFile {
-        key: key.to_owned(),
-        attrs,
-        checksum: checksum.map(|c| c.algorithm),
-        full_object: checksum.is_some_and(|c| c.full_object),
-        initiated_ms: now_ms(),
-    };
-    blocking(move || {
-        std::fs::create_dir(&staging)?;
-        let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
-        std::fs::write(staging.join(UPLOAD_FILE), json)?;
-        std::fs::File::open(staging.join(UPLOAD_FILE))?.sync_data()?;
-        blob::sync_dir(&staging)?;
-        Ok(blob::durable_rename(&staging, &target)?)
-    })
-    .await?;
-    Ok(upload_id)
-}
-
-pub(crate) async fn upload_part(
-    layout: &Layout,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    part_number: u32,
-    body: ByteStream,
-    opts: PutOptions,
-) -> Result<PartMeta> {
-    check_upload_id(upload_id)?;
-    if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-        return Err(StoreError::InvalidArgument(format!(
-            "part number must be between 1 and {MAX_PART_NUMBER}"
-        )));
-    }
-    let dir = layout.upload_dir(bucket, upload_id);
-    let (read_dir, owned_key) = (dir.clone(), key.to_owned());
-    let upload = blocking(move || read_upload(&read_dir, &owned_key)).await?;
-    let mut algorithms = unique_algorithms(&opts);
-    if let Some(a) = upload.checksum.filter(|a| !algorithms.contains(a)) {
-        algorithms.push(a);
-    }
-    let staged = blob::stage(layout.tmp_file(), body, algorithms).await?;
-    verify_digests(&staged.digests, &opts)?;
-    let part = PartMeta {
-        part_number,
-        size: staged.digests.len,
-        etag: staged.digests.etag(),
-        last_modified_ms: now_ms(),
-        checksums: staged.digests.checksums.clone(),
-    };
-    let sealed = staged.seal(&part).await?;
-    let target = dir.join(part_file_name(part_number));
-    blocking(move || {
-        // The upload may have been completed or aborted meanwhile.
-        if !target.parent().is_some_and(Path::exists) {
-            return Err(StoreError::NoSuchUpload);
-        }
-        blob::durable_rename(sealed.path(), &target)?;
-        sealed.disarm();
-        Ok(())
-    })
-    .await?;
-    Ok(part)
-}
-
-fn read_parts(dir: &Path) -> Result<Vec<PartMeta>> {
+/// The upload's parts, each with its file open, by part number.
+fn read_parts(dir: &Path) -> Result<Vec<(PartMeta, std::fs::File)>> {
     let mut parts = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if !entry.file_name().to_string_lossy().starts_with("part-") {
             continue;
         }
-        if let Some((_, part)) = blob::open_with_meta::<PartMeta>(&entry.path())? {
-            parts.push(part);
+        if let Some((file, part)) = blob::open_with_meta::<PartMeta>(&entry.path())? {
+            parts.push((part, file));
         }
     }
-    parts.sort_by_key(|p| p.part_number);
+    parts.sort_by_key(|(p, _)| p.part_number);
     Ok(parts)
 }
 
-pub(crate) async fn list_parts(layout: &Layout, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo> {
-    check_upload_id(upload_id)?;
-    let dir = layout.upload_dir(bucket, upload_id);
-    let key = key.to_owned();
-    blocking(move || {
-        let upload = read_upload(&dir, &key)?;
-        let parts = read_parts(&dir)?;
-        Ok(UploadInfo {
-            checksum: upload.upload_checksum(),
-            key: upload.key,
-            attrs: upload.attrs,
-            initiated_ms: upload.initiated_ms,
-            parts,
+/// The whole object's checksum of the upload's algorithm, from the parts': their composite, or
+/// for a full-object CRC the CRC of their concatenation. None if a part lacks it.
+fn whole_checksums(upload: &UploadFile, parts: &[&PartMeta]) -> Result<Checksums> {
+    let mut checksums = Checksums::new();
+    let Some(algorithm) = upload.checksum else {
+        return Ok(checksums);
+    };
+    let raw: Option<Vec<Vec<u8>>> = parts
+        .iter()
+        .map(|p| {
+            p.checksums
+                .get(&algorithm)
+                .and_then(|v| crate::digest::base64_decode(v))
         })
-    })
-    .await
-}
-
-/// Validates the client's part list and writes the manifest to staging; the caller commits it.
-pub(crate) async fn complete(
-    layout: &Layout,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    requested: &[CompletedPart],
-    expected: &Checksums,
-) -> Result<(StoredObject, TmpGuard)> {
-    check_upload_id(upload_id)?;
-    if requested.is_empty() {
-        return Err(StoreError::InvalidArgument(
-            "at least one part must be specified".into(),
-        ));
-    }
-    if requested.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-        return Err(StoreError::InvalidPartOrder);
-    }
-    let dir = layout.upload_dir(bucket, upload_id);
-    let (key, requested, upload_id) = (key.to_owned(), requested.to_vec(), upload_id.to_owned());
-    let expected = expected.clone();
-    let tmp = layout.tmp_file();
-    blocking(move || {
-        let upload = read_upload(&dir, &key)?;
-        let available = read_parts(&dir)?;
-        let mut chosen = Vec::with_capacity(requested.len());
-        for (i, want) in requested.iter().enumerate() {
-            let part = available
-                .iter()
-                .find(|p| p.part_number == want.part_number)
-                .ok_or_else(|| StoreError::InvalidPart(format!("part {} was not uploaded", want.part_number)))?;
-            if part.etag != want.etag.trim_matches('"') {
-                return Err(StoreError::InvalidPart(format!(
-                    "part {} has a different ETag",
-                    want.part_number
-                )));
-            }
-            if i + 1 < requested.len() && part.size < MIN_PART_SIZE {
-                return Err(StoreError::EntityTooSmall(part.part_number));
-            }
-            chosen.push(part);
-        }
-        let md5s: Vec<[u8; 16]> = chosen
-            .iter()
-            .map(|p| {
-                hex_decode(&p.etag)
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt("part etag".into()))
-            })
-            .collect::<Result<_>>()?;
-        let mut checksums = Checksums::new();
-        if let Some(algorithm) = upload.checksum {
-            let raw: Option<Vec<Vec<u8>>> = chosen
-                .iter()
-                .map(|p| {
-                    p.checksums
-                        .get(&algorithm)
-                        .and_then(|v| crate::digest::base64_decode(v))
-                })
-                .collect();
-            if let Some(raw) = raw {
-                let value = if upload.full_object {
-                    let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
-                    full_object_crc(algorithm, &raw, &sizes)
-                        .ok_or_else(|| StoreError::Corrupt("a part's CRC".into()))?
-                } else {
-                    composite_checksum(algorithm, &raw)
-                };
-                checksums.insert(algorithm, value);
-            }
-        }
-        // The client's checksum of what it uploaded, sent with the completion: a mismatch
-        // completes nothing, and the upload stays for a corrected completion.
-        // A composite value matches with or without its `-N` (clients send both).
-        let bare = |v: &str| v.split_once('-').map_or(v, |(value, _)| value).to_owned();
-        for (algorithm, want) in &expected {
-            if checksums.get(algorithm).map(|v| bare(v)) != Some(bare(want)) {
-                return Err(StoreError::ChecksumMismatch(algorithm.s3_name()));
-            }
-        }
-        let meta = ObjectMeta {
-            key,
-            size: chosen.iter().map(|p| p.size).sum(),
-            etag: multipart_etag(&md5s),
-            last_modified_ms: now_ms(),
-            attrs: upload.attrs,
-            checksums,
-            part_sizes: chosen.iter().map(|p| p.size).collect(),
-            chunks: None,
+        .collect();
+    if let Some(raw) = raw {
+        let value = if upload.full_object {
+            let sizes: Vec<u64> = parts.iter().map(|p| p.size).collect();
+            full_object_crc(algorithm, &raw, &sizes).ok_or_else(|| StoreError::Corrupt("a part's CRC".into()))?
+        } else {
+            composite_checksum(algorithm, &raw)
         };
-        let stored = StoredObject {
-            v: 1,
-            meta,
-            blob: Some(upload_id),
-            parts: chosen.iter().map(|p| p.part_number).collect(),
-        };
-        let guard = TmpGuard::new(tmp);
-        blob::write_meta_only(guard.path(), &stored)?;
-        Ok((stored, guard))
-    })
-    .await
+        checksums.insert(algorithm, value);
+    }
+    Ok(checksums)
 }
 
-/// Removes what a completed upload left in its blob besides the chosen parts.
-pub(crate) async fn prune_blob(dir: PathBuf, keep: Vec<u32>) {
-    let _ = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        let keep: Vec<String> = keep.into_iter().map(part_file_name).collect();
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if !keep.iter().any(|k| entry.file_name().to_str() == Some(k)) {
-                std::fs::remove_file(entry.path())?;
-            }
-        }
-        Ok(())
-    })
-    .await;
-}
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures::StreamExt;
 
-pub(crate) async fn abort(layout: &Layout, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-    check_upload_id(upload_id)?;
-    let dir = layout.upload_dir(bucket, upload_id);
-    let graveyard = layout.tmp_file();
-    let key = key.to_owned();
-    blocking(move || {
-        read_upload(&dir, &key)?;
-        blob::durable_rename(&dir, &graveyard)?;
-        Ok(std::fs::remove_dir_all(graveyard)?)
-    })
-    .await
-}
+    use super::*;
 
-pub(crate) async fn list_uploads(layout: &Layout, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
-    let dir = layout.uploads_dir(bucket);
-    let prefix = prefix.to_owned();
-    blocking(move || {
+    fn body(bytes: &[u8]) -> ByteStream {
+        let chunk = Bytes::copy_from_slice(bytes);
+        Box::pin(futures::stream::once(async move { Ok(chunk) }))
+    }
+
+    async fn collect(mut body: ByteStream) -> Vec<u8> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            if check_upload_id(&id).is_err() {
-                continue;
-            }
-            let Ok(bytes) = std::fs::read(entry.path().join(UPLOAD_FILE)) else {
-                continue;
-            };
-            let Ok(upload) = serde_json::from_slice::<UploadFile>(&bytes) else {
-                continue;
-            };
-            if upload.key.starts_with(&prefix) {
-                out.push(UploadSummary {
-                    key: upload.key,
-                    upload_id: id,
-                    initiated_ms: upload.initiated_ms,
-                });
-            }
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.unwrap());
         }
-        // Upload ids break ties so that the order, and so paging, is total.
-        out.sort_by(|a, b| {
-            (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(
-                b.key.as_str(),
-                b.initiated_ms,
-                b.upload_id.as_str(),
-            ))
-        });
-        Ok(out)
-    })
-    .await
-}
-
-/// The part files and offsets that cover `span` of a multipart object.
-pub(crate) fn segments(dir: &Path, parts: &[u32], sizes: &[u64], span: Range<u64>) -> Result<Vec<Segment>> {
-    let mut segments = Vec::new();
-    let mut start = 0u64;
-    for (number, size) in parts.iter().zip(sizes) {
-        let end = start + size;
-        if end > span.start && start < span.end {
-            let from = span.start.max(start) - start;
-            let to = span.end.min(end) - start;
-            let file = std::fs::File::open(dir.join(part_file_name(*number)))
-                .map_err(|e| StoreError::Corrupt(format!("multipart object is missing part {number}: {e}")))?;
-            segments.push(Segment {
-                file,
-                offset: from,
-                len: to - from,
-            });
-        }
-        start = end;
+        out
     }
-    Ok(segments)
+
+    async fn part(area: &UploadArea, id: &str, n: u32, bytes: &[u8]) -> CompletedPart {
+        let meta = area
+            .upload_part("b", "k", id, n, body(bytes), PutOptions::default())
+            .await
+            .unwrap();
+        CompletedPart {
+            part_number: n,
+            etag: meta.etag,
+        }
+    }
+
+    /// What a completion streams is the parts it checked: a part uploaded again after the
+    /// check does not slip into the object under the checked ETag.
+    #[tokio::test]
+    async fn an_assembly_streams_the_parts_it_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = UploadArea::open(dir.path().join("area")).await.unwrap();
+        let id = area.create("b", "k", ObjectAttrs::default(), None).await.unwrap();
+        let first = vec![1u8; MIN_PART_SIZE as usize];
+        let done = vec![part(&area, &id, 1, &first).await, part(&area, &id, 2, b"tail").await];
+        let assembly = area.assemble("b", "k", &id, &done, &Checksums::new()).await.unwrap();
+        part(&area, &id, 1, &vec![2u8; MIN_PART_SIZE as usize]).await;
+        let (meta, bytes) = assembly.into_body();
+        assert_eq!(meta.size, MIN_PART_SIZE + 4);
+        assert_eq!(collect(bytes).await, [first, b"tail".to_vec()].concat());
+    }
+
+    /// An area of its own keeps its uploads across a restart, and clears out the objects the
+    /// staging store of earlier versions assembled next to them.
+    #[tokio::test]
+    async fn an_own_area_keeps_uploads_and_drops_old_staged_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("area");
+        let id = {
+            let area = UploadArea::open(root.clone()).await.unwrap();
+            let id = area.create("b", "k", ObjectAttrs::default(), None).await.unwrap();
+            part(&area, &id, 1, b"kept").await;
+            id
+        };
+        let staged = root.join("buckets/b/objects/ab/cdef");
+        std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+        std::fs::write(&staged, b"an old staged object").unwrap();
+        std::fs::write(root.join("buckets/b/bucket.json"), b"{}").unwrap();
+
+        let area = UploadArea::open(root.clone()).await.unwrap();
+        assert!(!root.join("buckets/b/objects").exists());
+        assert!(!root.join("buckets/b/bucket.json").exists());
+        let parts = area.list_parts("b", "k", &id).await.unwrap().parts;
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].size, 4);
+        let listed = area.list("b", "").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(area.list("other", "").await.unwrap().is_empty());
+    }
 }

@@ -3,7 +3,7 @@
 //! A client killed mid-upload (or a relay killed with -9 under it) leaves its parts on disk
 //! forever: 340 MiB after five kills of a large upload, on a Raspberry Pi's SD card. Like S3's
 //! `AbortIncompleteMultipartUpload` lifecycle rule, uploads older than a maximum age are
-//! aborted, whatever the store (the embedded one, or a mirror set's staging area).
+//! aborted, whatever the store (the embedded one, or a mirror set's upload area).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

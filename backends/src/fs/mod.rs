@@ -7,7 +7,7 @@
 
 pub(crate) mod blob;
 mod bucket;
-mod layout;
+pub(crate) mod layout;
 mod multipart;
 
 use std::collections::HashMap;
@@ -28,6 +28,7 @@ use crate::index::Entry;
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
+use crate::upload_area::UploadArea;
 
 /// What an object file's trailer holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,7 +47,7 @@ struct StoredObject {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Takes the store's exclusive lock, waiting briefly for a previous owner to let go.
-async fn lock_store(root: &Path) -> Result<std::fs::File> {
+pub(crate) async fn lock_store(root: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(root)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -69,6 +70,7 @@ async fn lock_store(root: &Path) -> Result<std::fs::File> {
 /// Local-disk [`Store`].
 pub struct FsStore {
     layout: Layout,
+    uploads: UploadArea,
     buckets: RwLock<HashMap<String, Arc<Bucket>>>,
     /// Held while the store is open: a second relay on the same directory would wipe this
     /// one's staging files on start and then serve a stale index.
@@ -91,6 +93,7 @@ impl FsStore {
             .sum();
         tracing::info!(buckets = buckets.len(), objects, "local store opened");
         Ok(Self {
+            uploads: UploadArea::new(layout.clone()),
             layout,
             buckets: RwLock::new(buckets),
             _lock: lock,
@@ -438,7 +441,7 @@ impl Store for FsStore {
     ) -> Result<String> {
         self.bucket(bucket)?;
         check_key(key)?;
-        multipart::create(&self.layout, bucket, key, attrs, checksum).await
+        self.uploads.create(bucket, key, attrs, checksum).await
     }
 
     async fn upload_part(
@@ -451,12 +454,14 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<PartMeta> {
         self.bucket(bucket)?;
-        multipart::upload_part(&self.layout, bucket, key, upload_id, part_number, body, opts).await
+        self.uploads
+            .upload_part(bucket, key, upload_id, part_number, body, opts)
+            .await
     }
 
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo> {
         self.bucket(bucket)?;
-        multipart::list_parts(&self.layout, bucket, key, upload_id).await
+        self.uploads.list_parts(bucket, key, upload_id).await
     }
 
     async fn complete_multipart(
@@ -468,8 +473,12 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         let b = self.bucket(bucket)?;
-        let (stored, sealed) = multipart::complete(&self.layout, bucket, key, upload_id, parts, &opts.expected).await?;
-        let keep = stored.parts.clone();
+        let assembly = self
+            .uploads
+            .assemble(bucket, key, upload_id, parts, &opts.expected)
+            .await?;
+        let keep = assembly.parts.clone();
+        let (stored, sealed) = multipart::manifest(&self.layout, upload_id, assembly).await?;
         let meta = self.commit(b, stored, sealed, opts).await?;
         multipart::prune_blob(self.layout.blob_dir(bucket, upload_id), keep).await;
         Ok(meta)
@@ -477,11 +486,11 @@ impl Store for FsStore {
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.bucket(bucket)?;
-        multipart::abort(&self.layout, bucket, key, upload_id).await
+        self.uploads.abort(bucket, key, upload_id).await
     }
 
     async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
         self.bucket(bucket)?;
-        multipart::list_uploads(&self.layout, bucket, prefix).await
+        self.uploads.list(bucket, prefix).await
     }
 }

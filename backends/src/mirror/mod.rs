@@ -5,9 +5,9 @@
 //! The local [`catalog`] is the source of truth for buckets, keys, metadata and listings, so
 //! listing is the same whichever mirror is down; the mirrors hold only blobs named by random
 //! ids. Each blob is the object's bytes followed by a metadata trailer (the embedded store's
-//! format), so a mirror's contents describe themselves. Multipart parts are staged on local
-//! disk (an embedded [`FsStore`] under `<data-dir>/staging`) and streamed to the mirrors when
-//! the upload completes. docs/ARCHITECTURE.md has the full picture.
+//! format), so a mirror's contents describe themselves. Multipart parts wait on local
+//! disk (the embedded store's upload area, under `<data-dir>/staging`) and are streamed from
+//! there to the mirrors when the upload completes. docs/ARCHITECTURE.md has the full picture.
 
 mod catalog;
 mod fanout;
@@ -26,7 +26,7 @@ mod write;
 pub use options::{AckPolicy, AckPolicyError, MirrorOptions};
 pub use scrub::ScrubProgress;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,15 +38,15 @@ use tokio::sync::Notify;
 use self::catalog::{Catalog, Record};
 use self::health::Health;
 use self::owner::claim;
-use self::write::{Completing, Completion, CompletionLocks, InFlight, Unpublished};
+use self::write::InFlight;
 use crate::blobs::{Blobs, blob_path};
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
 use crate::error::{Result, StoreError};
-use crate::fs::FsStore;
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
+use crate::upload_area::UploadArea;
 
 /// One backend of a mirror set.
 pub struct Mirror {
@@ -113,17 +113,12 @@ struct Inner {
     mirrors: Vec<Mirror>,
     catalog: Arc<Catalog>,
     /// Multipart uploads in progress, on local disk.
-    staging: FsStore,
+    uploads: UploadArea,
     options: MirrorOptions,
     /// Wakes the repair loop early (a copy found missing or corrupt).
     nudge: Notify,
     /// Blob ids being written and not yet in the catalog: not strays.
     in_flight: Mutex<HashSet<String>>,
-    /// Serializes completing uploads of one key (they share a staging object).
-    completing: Mutex<CompletionLocks>,
-    /// Uploads completed in staging that the mirrors could not take yet, by upload id: a
-    /// retry of the same completion sends the staged object out again.
-    unpublished: Mutex<HashMap<String, Unpublished>>,
     /// This catalog's id, marked on every backend it owns (see `claim`).
     owner: String,
 }
@@ -140,8 +135,8 @@ impl MirrorStore {
         if labels.len() != mirrors.len() {
             return Err(StoreError::InvalidArgument("the same backend is listed twice".into()));
         }
-        // The staging store's lock also keeps a second relay off this catalog.
-        let staging = FsStore::open(data_dir.join("staging")).await?;
+        // The upload area's lock also keeps a second relay off this catalog.
+        let uploads = UploadArea::open(data_dir.join("staging")).await?;
         let catalog_dir = data_dir.join("catalog");
         let owner = claim(&catalog_dir, &mirrors, options.take_over).await?;
         if !Catalog::exists(&catalog_dir)
@@ -163,12 +158,10 @@ impl MirrorStore {
         let inner = Arc::new(Inner {
             mirrors,
             catalog: Arc::new(catalog),
-            staging,
+            uploads,
             options,
             nudge: Notify::new(),
             in_flight: Mutex::default(),
-            completing: Mutex::default(),
-            unpublished: Mutex::default(),
             owner,
         });
         {
@@ -320,13 +313,6 @@ impl Inner {
     }
 }
 
-fn bucket_missing_is(err: StoreError, instead: StoreError) -> StoreError {
-    match err {
-        StoreError::NoSuchBucket => instead,
-        other => other,
-    }
-}
-
 #[async_trait::async_trait]
 impl Store for MirrorStore {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -362,13 +348,7 @@ impl Store for MirrorStore {
             })
             .await?;
         // Pending uploads go with the bucket.
-        let staging = &self.inner.staging;
-        if let Ok(uploads) = staging.list_multipart_uploads(bucket, "").await {
-            for u in uploads {
-                let _ = staging.abort_multipart(bucket, &u.key, &u.upload_id).await;
-            }
-        }
-        let _ = staging.delete_bucket(bucket).await;
+        self.inner.uploads.remove_bucket(bucket).await;
         Ok(())
     }
 
@@ -495,11 +475,7 @@ impl Store for MirrorStore {
     ) -> Result<String> {
         self.inner.catalog.read().bucket(bucket)?;
         check_key(key)?;
-        match self.inner.staging.create_bucket(bucket).await {
-            Ok(()) | Err(StoreError::BucketAlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
-        self.inner.staging.create_multipart(bucket, key, attrs, checksum).await
+        self.inner.uploads.create(bucket, key, attrs, checksum).await
     }
 
     async fn upload_part(
@@ -513,21 +489,20 @@ impl Store for MirrorStore {
     ) -> Result<PartMeta> {
         self.inner.catalog.read().bucket(bucket)?;
         self.inner
-            .staging
+            .uploads
             .upload_part(bucket, key, upload_id, part_number, body, opts)
             .await
-            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
     }
 
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadInfo> {
         self.inner.catalog.read().bucket(bucket)?;
-        self.inner
-            .staging
-            .list_parts(bucket, key, upload_id)
-            .await
-            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
+        self.inner.uploads.list_parts(bucket, key, upload_id).await
     }
 
+    /// Streams the parts straight from the upload area to the mirrors. The upload is removed
+    /// only once they hold the object: a completion they refuse (503) leaves it whole, so the
+    /// client's retry of the same completion sends it out again instead of finding
+    /// NoSuchUpload and uploading every part anew.
     async fn complete_multipart(
         &self,
         bucket: &str,
@@ -541,81 +516,27 @@ impl Store for MirrorStore {
             let current = state.bucket(bucket)?.objects.get(key);
             check_write_conditions(current.map(|o| o.meta.etag.as_str()), &opts)?;
         }
-        let _one_at_a_time = Completing::wait(&self.inner, bucket, key).await;
-        let staging = &self.inner.staging;
-        // The client's checksums are checked against the staged parts' (the composite one is
-        // not the body's), not again when the body goes out to the mirrors.
-        let checked = PutOptions {
-            expected: std::mem::take(&mut opts.expected),
-            ..PutOptions::default()
-        };
-        let retried = Completion::of(bucket, key, parts);
-        let waiting = self
+        // The client's checksums are checked against the parts' (the composite one is not the
+        // body's), not again when the body goes out to the mirrors.
+        let expected = std::mem::take(&mut opts.expected);
+        let assembly = self
             .inner
-            .unpublished
-            .lock()
-            .expect("unpublished lock")
-            .remove(upload_id);
-        let meta = match waiting {
-            Some(w) if w.completion == retried => w.meta,
-            other => {
-                if let Some(w) = other {
-                    self.inner
-                        .unpublished
-                        .lock()
-                        .expect("unpublished lock")
-                        .insert(upload_id.to_owned(), w);
-                }
-                staging
-                    .complete_multipart(bucket, key, upload_id, parts, checked)
-                    .await
-                    .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))?
-            }
-        };
-        let staged = staging.get_object(bucket, key, None).await.map_err(|e| match e {
-            StoreError::NoSuchBucket | StoreError::NoSuchKey => StoreError::NoSuchUpload,
-            other => other,
-        })?;
-        if staged.meta.etag != meta.etag {
-            // A later upload of the key was staged since (and published or waiting itself).
-            return Err(StoreError::NoSuchUpload);
-        }
-        let result = self.inner.write_known(bucket, meta.clone(), staged.body, opts).await;
-        if matches!(result, Err(StoreError::Unavailable(_) | StoreError::BackendRefused(_))) {
-            // The mirrors could not take it now: the staged object stays, so the client's
-            // retry of the same completion sends it out again instead of finding
-            // NoSuchUpload and uploading every part anew.
-            let etag = meta.etag.clone();
-            let unpublished = Unpublished {
-                completion: retried,
-                meta,
-            };
-            self.inner
-                .unpublished
-                .lock()
-                .expect("unpublished lock")
-                .insert(upload_id.to_owned(), unpublished);
-            self.inner.forget_staged_later(bucket, key, upload_id, etag);
-        } else {
-            let _ = staging.delete_object(bucket, key).await;
-        }
-        result
+            .uploads
+            .assemble(bucket, key, upload_id, parts, &expected)
+            .await?;
+        let (meta, body) = assembly.into_body();
+        let meta = self.inner.write_known(bucket, meta, body, opts).await?;
+        self.inner.uploads.remove(bucket, upload_id).await;
+        Ok(meta)
     }
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.inner.catalog.read().bucket(bucket)?;
-        self.inner
-            .staging
-            .abort_multipart(bucket, key, upload_id)
-            .await
-            .map_err(|e| bucket_missing_is(e, StoreError::NoSuchUpload))
+        self.inner.uploads.abort(bucket, key, upload_id).await
     }
 
     async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
         self.inner.catalog.read().bucket(bucket)?;
-        match self.inner.staging.list_multipart_uploads(bucket, prefix).await {
-            Err(StoreError::NoSuchBucket) => Ok(Vec::new()),
-            other => other,
-        }
+        self.inner.uploads.list(bucket, prefix).await
     }
 }

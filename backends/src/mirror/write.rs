@@ -2,9 +2,7 @@
 //! its blob ends with a metadata trailer, and it becomes visible only when the catalog
 //! commits it, after the acknowledgement policy and the write conditions allow it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -20,7 +18,7 @@ use crate::conditions::check_write_conditions;
 use crate::digest::Digester;
 use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::store::{ByteStream, Store};
+use crate::store::ByteStream;
 
 /// What a mirror's blob trailer holds: enough to rebuild the catalog entry.
 #[derive(Serialize)]
@@ -218,56 +216,6 @@ impl Inner {
     }
 }
 
-/// How long a completed upload the mirrors could not take stays staged for a retry.
-const COMPLETION_RETRY_WINDOW: Duration = Duration::from_secs(3600);
-
-/// A completion staged but not yet on the mirrors, and the object it makes.
-pub(super) struct Unpublished {
-    pub(super) completion: Completion,
-    pub(super) meta: ObjectMeta,
-}
-
-/// What an upload was completed with: a retry must name the same.
-#[derive(PartialEq, Eq)]
-pub(super) struct Completion {
-    bucket: String,
-    key: String,
-    parts: Vec<(u32, String)>,
-}
-
-impl Completion {
-    pub(super) fn of(bucket: &str, key: &str, parts: &[CompletedPart]) -> Self {
-        Self {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            parts: CompletedPart::normalized(parts),
-        }
-    }
-}
-
-impl Inner {
-    /// Deletes the staged object of a completion the mirrors refused, once a client had
-    /// [`COMPLETION_RETRY_WINDOW`] to retry it, unless another completion replaced it since.
-    pub(super) fn forget_staged_later(self: &Arc<Self>, bucket: &str, key: &str, upload_id: &str, etag: String) {
-        let weak = Arc::downgrade(self);
-        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(COMPLETION_RETRY_WINDOW).await;
-            let Some(inner) = weak.upgrade() else { return };
-            let _one_at_a_time = Completing::wait(&inner, &bucket, &key).await;
-            inner.unpublished.lock().expect("unpublished lock").remove(&upload_id);
-            if inner
-                .staging
-                .head_object(&bucket, &key)
-                .await
-                .is_ok_and(|m| m.etag == etag)
-            {
-                let _ = inner.staging.delete_object(&bucket, &key).await;
-            }
-        });
-    }
-}
-
 /// Marks a blob id as being written for as long as it lives, so the stray sweep leaves it
 /// alone until the catalog knows it (or the write is given up).
 pub(super) struct InFlight {
@@ -288,46 +236,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.inner.in_flight.lock().expect("in-flight lock").remove(&self.blob);
-    }
-}
-
-/// A lock per (bucket, key) being completed, while anyone holds or awaits it.
-pub(super) type CompletionLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
-
-/// Held while an upload of one key completes; others completing the same key wait for it
-/// in turn (a lock per key, dropped with its last user).
-pub(super) struct Completing {
-    inner: Weak<Inner>,
-    key: (String, String),
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Completing {
-    pub(super) async fn wait(inner: &Arc<Inner>, bucket: &str, key: &str) -> Self {
-        let key = (bucket.to_owned(), key.to_owned());
-        let lock = inner
-            .completing
-            .lock()
-            .expect("completing lock")
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        Self {
-            inner: Arc::downgrade(inner),
-            key,
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for Completing {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let Some(inner) = self.inner.upgrade() else { return };
-        let mut locks = inner.completing.lock().expect("completing lock");
-        // Only the map holds it: nobody else is completing this key or waiting to.
-        if locks.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            locks.remove(&self.key);
-        }
     }
 }
