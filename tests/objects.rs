@@ -148,6 +148,13 @@ async fn read_preconditions_give_304_and_412() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 304);
+    // A cache revalidating its copy learns which version it holds (RFC 9110 §15.4.5).
+    let headers = err.raw_response().unwrap().headers();
+    assert_eq!(headers.get("etag"), Some(etag.as_str()));
+    assert!(
+        headers.get("last-modified").is_some_and(|d| d.ends_with(" GMT")),
+        "{headers:?}"
+    );
     c.get_object()
         .bucket(&b)
         .key("k")

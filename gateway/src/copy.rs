@@ -22,7 +22,7 @@ fn source(src: &CopySource) -> S3Result<(&str, &str)> {
 }
 
 /// Failed copy-source conditions are all 412, unlike reads.
-fn precondition_failed() -> S3Error {
+fn precondition_failed(_: &ObjectMeta) -> S3Error {
     crate::error::aws(s3s::S3ErrorCode::PreconditionFailed)
 }
 

@@ -35,7 +35,7 @@ impl Preconditions<'_> {
         gw: &Gateway,
         bucket: &str,
         key: &str,
-        not_modified: fn() -> S3Error,
+        not_modified: fn(&ObjectMeta) -> S3Error,
     ) -> S3Result<()> {
         if self.any() {
             let meta = gw.store.head_object(bucket, key).await.map_err(to_s3)?;
@@ -46,7 +46,7 @@ impl Preconditions<'_> {
 
     /// `not_modified` is the error for a failed If-None-Match / If-Modified-Since: 304 on
     /// reads, 412 on copy sources.
-    pub fn check(&self, meta: &ObjectMeta, not_modified: fn() -> S3Error) -> S3Result<()> {
+    pub fn check(&self, meta: &ObjectMeta, not_modified: fn(&ObjectMeta) -> S3Error) -> S3Result<()> {
         let matches = |c: &ETagCondition| c.is_any() || c.as_etag().is_some_and(|t| t.value() == meta.etag);
         let modified_secs = meta.last_modified_ms.div_euclid(1000);
         let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
@@ -61,19 +61,35 @@ impl Preconditions<'_> {
         }
         if let Some(c) = self.if_none_match {
             if matches(c) {
-                return Err(not_modified());
+                return Err(not_modified(meta));
             }
         } else if let Some(t) = self.if_modified_since
             && modified_secs <= secs(t)
         {
-            return Err(not_modified());
+            return Err(not_modified(meta));
         }
         Ok(())
     }
 }
 
-fn not_modified() -> S3Error {
-    s3_error!(NotModified)
+/// 304 with the object's ETag and Last-Modified, as RFC 9110 §15.4.5 asks: a cache
+/// revalidating its copy learns which version it still holds.
+fn not_modified(meta: &ObjectMeta) -> S3Error {
+    let mut error = s3_error!(NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
+        headers.insert(http::header::ETAG, etag);
+    }
+    let mut date = Vec::new();
+    if convert::timestamp_ms(meta.last_modified_ms)
+        .format(s3s::dto::TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+        && let Ok(date) = http::HeaderValue::from_bytes(&date)
+    {
+        headers.insert(http::header::LAST_MODIFIED, date);
+    }
+    error.set_headers(headers);
+    error
 }
 
 /// The byte range of part `n` of a multipart object (a plain object is one part).
