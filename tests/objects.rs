@@ -227,6 +227,34 @@ async fn conditional_create_with_if_none_match_star() {
     assert_eq!(r.get(&b, "k").await, b"first");
 }
 
+/// `If-Match: *` overwrites only: a key that holds nothing is `NoSuchKey` and stays empty;
+/// `If-Match` with an ETag overwrites only that version.
+#[tokio::test]
+async fn conditional_overwrite_with_if_match() {
+    let r = start().await;
+    let b = r.bucket("overwrite-only").await;
+    let put = |body: &'static [u8], if_match: &str| {
+        r.client
+            .put_object()
+            .bucket(&b)
+            .key("k")
+            .body(body.to_vec().into())
+            .if_match(if_match)
+            .send()
+    };
+    let err = put(b"nothing to overwrite", "*").await.unwrap_err();
+    assert_eq!((status(&err), code(&err).as_str()), (404, "NoSuchKey"));
+    let err = r.client.head_object().bucket(&b).key("k").send().await.unwrap_err();
+    assert_eq!(status(&err), 404, "the refused write stored nothing");
+
+    let first = r.put(&b, "k", b"first".to_vec()).await;
+    put(b"second", "*").await.unwrap();
+    assert_eq!(r.get(&b, "k").await, b"second");
+    let err = put(b"third", &first).await.unwrap_err();
+    assert_eq!(status(&err), 412, "the ETag of a version that was overwritten");
+    assert_eq!(r.get(&b, "k").await, b"second");
+}
+
 #[tokio::test]
 async fn bad_content_md5_is_refused_and_nothing_is_stored() {
     let r = start().await;

@@ -3,7 +3,7 @@
 
 use crate::digest::Digests;
 use crate::error::{Result, StoreError};
-use crate::model::{ChecksumAlgorithm, PutOptions};
+use crate::model::{ChecksumAlgorithm, IfMatch, PutOptions};
 
 /// Content-MD5 and the checksums the client announced, against what the body hashed to.
 pub(crate) fn verify_digests(digests: &Digests, opts: &PutOptions) -> Result<()> {
@@ -20,17 +20,17 @@ pub(crate) fn verify_digests(digests: &Digests, opts: &PutOptions) -> Result<()>
     Ok(())
 }
 
-/// `If-None-Match: *` and `If-Match` against the current object's ETag, if there is one.
+/// `If-None-Match: *` and `If-Match` (`*` or an ETag) against the current object's ETag, if
+/// there is one.
 pub(crate) fn check_write_conditions(current_etag: Option<&str>, opts: &PutOptions) -> Result<()> {
     if opts.if_none_match_any && current_etag.is_some() {
         return Err(StoreError::PreconditionFailed);
     }
-    if let Some(want) = &opts.if_match {
-        match current_etag {
-            Some(etag) if etag == want.trim_matches('"') => {}
-            Some(_) => return Err(StoreError::PreconditionFailed),
-            None => return Err(StoreError::NoSuchKey),
-        }
+    match (&opts.if_match, current_etag) {
+        (None, _) | (Some(IfMatch::Any), Some(_)) => {}
+        (Some(_), None) => return Err(StoreError::NoSuchKey),
+        (Some(IfMatch::ETag(want)), Some(etag)) if etag == want.trim_matches('"') => {}
+        (Some(IfMatch::ETag(_)), Some(_)) => return Err(StoreError::PreconditionFailed),
     }
     Ok(())
 }

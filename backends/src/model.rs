@@ -112,11 +112,20 @@ pub struct PutOptions {
     pub expected: Checksums,
     /// `If-None-Match: *`: refuse if the key exists.
     pub if_none_match_any: bool,
-    /// `If-Match: <etag>`: refuse unless the current object has this ETag.
-    pub if_match: Option<String>,
+    /// `If-Match`: refuse unless the key holds an object (with this ETag).
+    pub if_match: Option<IfMatch>,
     /// The time to record as the object's last modification (metadata and, where the store
     /// controls it, file times) instead of now: the mailbox keeps no arrival times.
     pub recorded_time_ms: Option<i64>,
+}
+
+/// `If-Match` on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: overwrite only; a key that holds nothing is `NoSuchKey`.
+    Any,
+    /// Overwrite only the object with this ETag (quotes optional).
+    ETag(String),
 }
 
 /// A byte range as the client asked for it; resolved against the object size by the store.

@@ -1,6 +1,6 @@
 //! PutObject: stream the body into the store, verifying every digest the client sent.
 
-use backends::{ChecksumAlgorithm, PutOptions};
+use backends::{ChecksumAlgorithm, IfMatch, PutOptions};
 use s3s::dto::{ETagCondition, PutObjectInput, PutObjectOutput};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -64,7 +64,8 @@ pub fn requested_algorithms(
     algos
 }
 
-/// S3 conditional writes: `If-None-Match: *` (create only) and `If-Match: <etag>`.
+/// S3 conditional writes: `If-None-Match: *` (create only) and `If-Match: <etag>` or `*`
+/// (overwrite only).
 pub fn apply_write_conditions(
     opts: &mut PutOptions,
     if_match: Option<ETagCondition>,
@@ -76,13 +77,9 @@ pub fn apply_write_conditions(
         }
         opts.if_none_match_any = true;
     }
-    if let Some(cond) = if_match {
-        match cond.as_etag() {
-            Some(tag) => opts.if_match = Some(tag.value().to_owned()),
-            None => {
-                return Err(s3_error!(NotImplemented, "If-Match on writes needs an ETag"));
-            }
-        }
-    }
+    opts.if_match = if_match.map(|cond| match cond.as_etag() {
+        Some(tag) => IfMatch::ETag(tag.value().to_owned()),
+        None => IfMatch::Any,
+    });
     Ok(())
 }
