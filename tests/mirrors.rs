@@ -781,3 +781,41 @@ async fn a_completion_refused_by_the_mirrors_can_be_retried() {
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     drop(s3s);
 }
+
+/// Uploads left behind by a relay killed between deleting their bucket and removing them
+/// are removed at the next start: a bucket created again under the name has none of them.
+#[tokio::test]
+async fn uploads_of_a_deleted_bucket_do_not_come_back() {
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let relay = common::start_with(|cfg| mirrored(cfg, vec![BackendSpec::Fs(a.clone())])).await;
+    let bucket = relay.bucket("doomed").await;
+    let upload = relay
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap().to_owned();
+    let uploads = relay.dir.path().join("staging/buckets").join(&bucket).join("uploads");
+    let upload_json = std::fs::read(uploads.join(&id).join("upload.json")).unwrap();
+    relay.client.delete_bucket().bucket(&bucket).send().await.unwrap();
+    assert!(!uploads.exists(), "deleting the bucket removed its uploads");
+    // As if the relay had died between the two.
+    std::fs::create_dir_all(uploads.join(&id)).unwrap();
+    std::fs::write(uploads.join(&id).join("upload.json"), upload_json).unwrap();
+
+    let relay = relay.restart().await;
+    assert!(!uploads.exists(), "the leftover upload survived the restart");
+    relay.bucket("doomed").await;
+    let listed = relay
+        .client
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.uploads().is_empty(), "{:?}", listed.uploads());
+}

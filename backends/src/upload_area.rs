@@ -52,15 +52,33 @@ pub(crate) struct Assembly {
     pub meta: ObjectMeta,
     /// The chosen parts' numbers, in order.
     pub parts: Vec<u32>,
-    /// The chosen part files, opened when they were checked: a part uploaded again meanwhile
-    /// does not change what is streamed.
-    segments: Vec<Segment>,
+    dir: PathBuf,
+    chosen: Vec<PartMeta>,
 }
 
 impl Assembly {
-    /// The object's metadata and bytes, streamed from the part files.
+    /// The object's metadata and bytes, streamed from the part files, each opened in turn
+    /// (an upload of 10,000 parts holds one file open, not 10,000). A part uploaded again
+    /// since the check ends the stream with an error instead of slipping in under the
+    /// checked ETag.
     pub fn into_body(self) -> (ObjectMeta, ByteStream) {
-        (self.meta, blob::read_segments(self.segments))
+        let dir = self.dir;
+        let segments = self.chosen.into_iter().map(move |checked| {
+            let path = dir.join(part_file_name(checked.part_number));
+            match blob::open_with_meta::<PartMeta>(&path) {
+                Ok(Some((file, now))) if now.etag == checked.etag && now.size == checked.size => Ok(Segment {
+                    file,
+                    offset: 0,
+                    len: checked.size,
+                }),
+                Ok(_) => Err(io::Error::other(format!(
+                    "part {} changed or vanished after the completion checked it",
+                    checked.part_number
+                ))),
+                Err(e) => Err(io::Error::other(e)),
+            }
+        });
+        (self.meta, blob::read_segments_lazily(segments))
     }
 }
 
@@ -69,8 +87,8 @@ impl Assembly {
 #[derive(Debug)]
 pub(crate) struct UploadArea {
     layout: Layout,
-    /// Held by an area of its own (see [`UploadArea::open`]).
-    _lock: Option<std::fs::File>,
+    /// Held by an area of its own (see [`UploadArea::open`]), which makes its own directories.
+    own_lock: Option<std::fs::File>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -80,7 +98,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 impl UploadArea {
     /// The upload area inside a store that owns `layout`'s root (the embedded store).
     pub fn new(layout: Layout) -> Self {
-        Self { layout, _lock: None }
+        Self { layout, own_lock: None }
     }
 
     /// An upload area of its own at `root` (a mirror set's): takes the root's lock, which also
@@ -121,7 +139,7 @@ impl UploadArea {
         .await?;
         Ok(Self {
             layout,
-            _lock: Some(lock),
+            own_lock: Some(lock),
         })
     }
 
@@ -148,14 +166,17 @@ impl UploadArea {
             full_object: checksum.is_some_and(|c| c.full_object),
             initiated_ms: now_ms(),
         };
+        let own = self.own_lock.is_some();
         blocking(move || {
-            ensure_durable_dir(&uploads)?;
+            if own {
+                ensure_durable_dir(&uploads)?;
+            }
             std::fs::create_dir(&staging)?;
             let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
             std::fs::write(staging.join(UPLOAD_FILE), json)?;
             std::fs::File::open(staging.join(UPLOAD_FILE))?.sync_data()?;
             blob::sync_dir(&staging)?;
-            Ok(blob::durable_rename(&staging, &target)?)
+            rename_into(&staging, &target, StoreError::NoSuchBucket)
         })
         .await?;
         Ok(upload_id)
@@ -196,10 +217,7 @@ impl UploadArea {
         let target = dir.join(part_file_name(part_number));
         blocking(move || {
             // The upload may have been completed or aborted meanwhile.
-            if !target.parent().is_some_and(Path::exists) {
-                return Err(StoreError::NoSuchUpload);
-            }
-            blob::durable_rename(sealed.path(), &target)?;
+            rename_into(sealed.path(), &target, StoreError::NoSuchUpload)?;
             sealed.disarm();
             Ok(())
         })
@@ -213,7 +231,7 @@ impl UploadArea {
         let key = key.to_owned();
         blocking(move || {
             let upload = read_upload(&dir, &key)?;
-            let parts = read_parts(&dir)?.into_iter().map(|(part, _)| part).collect();
+            let parts = read_parts(&dir)?;
             Ok(UploadInfo {
                 checksum: upload.upload_checksum(),
                 key: upload.key,
@@ -254,9 +272,9 @@ impl UploadArea {
             for (i, want) in requested.iter().enumerate() {
                 let at = available
                     .iter()
-                    .position(|(p, _)| p.part_number == want.part_number)
+                    .position(|p| p.part_number == want.part_number)
                     .ok_or_else(|| StoreError::InvalidPart(format!("part {} was not uploaded", want.part_number)))?;
-                let (part, file) = available.swap_remove(at);
+                let part = available.swap_remove(at);
                 if part.etag != want.etag.trim_matches('"') {
                     return Err(StoreError::InvalidPart(format!(
                         "part {} has a different ETag",
@@ -266,9 +284,9 @@ impl UploadArea {
                 if i + 1 < requested.len() && part.size < MIN_PART_SIZE {
                     return Err(StoreError::EntityTooSmall(part.part_number));
                 }
-                chosen.push((part, file));
+                chosen.push(part);
             }
-            let parts: Vec<&PartMeta> = chosen.iter().map(|(p, _)| p).collect();
+            let parts: Vec<&PartMeta> = chosen.iter().collect();
             let checksums = whole_checksums(&upload, &parts)?;
             // The client's checksum of what it uploaded, sent with the completion: a mismatch
             // completes nothing, and the upload stays for a corrected completion.
@@ -297,19 +315,11 @@ impl UploadArea {
                 part_sizes: parts.iter().map(|p| p.size).collect(),
                 chunks: None,
             };
-            let numbers = parts.iter().map(|p| p.part_number).collect();
-            let segments = chosen
-                .into_iter()
-                .map(|(part, file)| Segment {
-                    file,
-                    offset: 0,
-                    len: part.size,
-                })
-                .collect();
             Ok(Assembly {
                 meta,
-                parts: numbers,
-                segments,
+                parts: chosen.iter().map(|p| p.part_number).collect(),
+                dir,
+                chosen,
             })
         })
         .await
@@ -350,6 +360,24 @@ impl UploadArea {
             _ => Ok(()),
         })
         .await;
+    }
+
+    /// The buckets that have uploads here (or had: an emptied directory counts).
+    pub async fn buckets(&self) -> Result<Vec<String>> {
+        let dir = self.layout.buckets_dir();
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir()
+                    && let Some(name) = entry.file_name().to_str()
+                {
+                    out.push(name.to_owned());
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadSummary>> {
@@ -412,6 +440,18 @@ fn ensure_durable_dir(dir: &Path) -> io::Result<()> {
     blob::sync_dir(parent)
 }
 
+/// Renames `from` to `to` durably without creating `to`'s parent: a parent removed meanwhile
+/// (the upload completed or aborted, its bucket deleted) makes the rename `gone` instead of
+/// bringing the directory back.
+fn rename_into(from: &Path, to: &Path, gone: StoreError) -> Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(gone),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(blob::sync_dir(to.parent().expect("a path in the area has a parent"))?)
+}
+
 /// Reads `upload.json`, refusing an id that is malformed, unknown or belongs to another key.
 fn read_upload(dir: &Path, key: &str) -> Result<UploadFile> {
     let bytes = match std::fs::read(dir.join(UPLOAD_FILE)) {
@@ -427,19 +467,19 @@ fn read_upload(dir: &Path, key: &str) -> Result<UploadFile> {
     Ok(upload)
 }
 
-/// The upload's parts, each with its file open, by part number.
-fn read_parts(dir: &Path) -> Result<Vec<(PartMeta, std::fs::File)>> {
+/// The upload's parts, by part number (each file closed once its trailer is read).
+fn read_parts(dir: &Path) -> Result<Vec<PartMeta>> {
     let mut parts = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if !entry.file_name().to_string_lossy().starts_with("part-") {
             continue;
         }
-        if let Some((file, part)) = blob::open_with_meta::<PartMeta>(&entry.path())? {
-            parts.push((part, file));
+        if let Some((_, part)) = blob::open_with_meta::<PartMeta>(&entry.path())? {
+            parts.push(part);
         }
     }
-    parts.sort_by_key(|(p, _)| p.part_number);
+    parts.sort_by_key(|p| p.part_number);
     Ok(parts)
 }
 
@@ -482,12 +522,12 @@ mod tests {
         Box::pin(futures::stream::once(async move { Ok(chunk) }))
     }
 
-    async fn collect(mut body: ByteStream) -> Vec<u8> {
+    async fn collect(mut body: ByteStream) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk.unwrap());
+            out.extend_from_slice(&chunk?);
         }
-        out
+        Ok(out)
     }
 
     async fn part(area: &UploadArea, id: &str, n: u32, bytes: &[u8]) -> CompletedPart {
@@ -502,19 +542,26 @@ mod tests {
     }
 
     /// What a completion streams is the parts it checked: a part uploaded again after the
-    /// check does not slip into the object under the checked ETag.
+    /// check ends the stream with an error, never slips into the object under the checked
+    /// ETag; untouched, the parts stream in order.
     #[tokio::test]
-    async fn an_assembly_streams_the_parts_it_checked() {
+    async fn an_assembly_streams_only_the_parts_it_checked() {
         let dir = tempfile::tempdir().unwrap();
         let area = UploadArea::open(dir.path().join("area")).await.unwrap();
         let id = area.create("b", "k", ObjectAttrs::default(), None).await.unwrap();
         let first = vec![1u8; MIN_PART_SIZE as usize];
         let done = vec![part(&area, &id, 1, &first).await, part(&area, &id, 2, b"tail").await];
-        let assembly = area.assemble("b", "k", &id, &done, &Checksums::new()).await.unwrap();
-        part(&area, &id, 1, &vec![2u8; MIN_PART_SIZE as usize]).await;
-        let (meta, bytes) = assembly.into_body();
+        let none = Checksums::new();
+        let assemble = || area.assemble("b", "k", &id, &done, &none);
+
+        let (meta, bytes) = assemble().await.unwrap().into_body();
         assert_eq!(meta.size, MIN_PART_SIZE + 4);
-        assert_eq!(collect(bytes).await, [first, b"tail".to_vec()].concat());
+        assert_eq!(collect(bytes).await.unwrap(), [first, b"tail".to_vec()].concat());
+
+        let assembly = assemble().await.unwrap();
+        part(&area, &id, 1, &vec![2u8; MIN_PART_SIZE as usize]).await;
+        let err = collect(assembly.into_body().1).await.unwrap_err();
+        assert!(err.to_string().contains("part 1 changed"), "{err}");
     }
 
     /// An area of its own keeps its uploads across a restart, and clears out the objects the

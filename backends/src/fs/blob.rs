@@ -232,9 +232,25 @@ pub(crate) struct Segment {
 
 /// Streams the segments in order from the blocking pool.
 pub(crate) fn read_segments(segments: Vec<Segment>) -> ByteStream {
+    read_segments_lazily(segments.into_iter().map(Ok))
+}
+
+/// Streams segments in order from the blocking pool, each taken from `segments` (opened) only
+/// when the one before it has been read: a long list never holds more than one file open.
+pub(crate) fn read_segments_lazily<I>(segments: I) -> ByteStream
+where
+    I: Iterator<Item = io::Result<Segment>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
-        for mut seg in segments {
+        for seg in segments {
+            let mut seg = match seg {
+                Ok(seg) => seg,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
             if let Err(e) = seg.file.seek(SeekFrom::Start(seg.offset)) {
                 let _ = tx.blocking_send(Err(e));
                 return;

@@ -155,6 +155,12 @@ impl MirrorStore {
         let catalog = tokio::task::spawn_blocking(move || Catalog::open(&catalog_dir))
             .await
             .map_err(io::Error::other)??;
+        // A relay killed between deleting a bucket and removing its uploads left them here.
+        for bucket in uploads.buckets().await? {
+            if catalog.read().bucket(&bucket).is_err() {
+                uploads.remove_bucket(&bucket).await;
+            }
+        }
         let inner = Arc::new(Inner {
             mirrors,
             catalog: Arc::new(catalog),

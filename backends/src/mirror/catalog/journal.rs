@@ -10,13 +10,13 @@
 //! fdatasync that made it durable has returned.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::{Catalog, Record, State};
 use crate::error::{Result, StoreError};
-use crate::fs::blob::{durable_rename, sync_dir};
+use crate::fs::blob::durable_rename;
 
 pub(super) const JOURNAL: &str = "journal.jsonl";
 
@@ -40,6 +40,9 @@ pub(super) struct Pending {
     lines: Vec<u8>,
     records: usize,
     batch: Arc<Batch>,
+    /// The newest batch that holds changes, waiting or being written: a decision made now
+    /// may rest on it, so its answer waits for it too.
+    newest: Option<Arc<Batch>>,
 }
 
 /// The outcome every change in one write shares.
@@ -79,7 +82,22 @@ impl Pending {
             self.lines.push(b'\n');
         }
         self.records += records.len();
+        self.newest = Some(self.batch.clone());
         Ok(self.batch.clone())
+    }
+
+    /// The newest batch not yet durable, if any.
+    pub fn unsettled(&self) -> Option<Arc<Batch>> {
+        self.newest.clone().filter(|b| !b.is_done())
+    }
+
+    /// What is to be written now; later changes join a fresh batch.
+    fn take(&mut self) -> (Vec<u8>, usize, Arc<Batch>) {
+        (
+            std::mem::take(&mut self.lines),
+            std::mem::take(&mut self.records),
+            std::mem::take(&mut self.batch),
+        )
     }
 }
 
@@ -97,7 +115,7 @@ impl Journal {
         let (state, mut records) = replay(&path, true)?;
         if worth_compacting(records, state.live_records()) {
             let snapshot = state.snapshot();
-            rewrite(dir, &snapshot)?;
+            rewrite(dir, &snapshot).map_err(|e| e.error)?;
             records = snapshot.len();
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -118,7 +136,7 @@ impl Catalog {
     /// Writes every pending change with one fdatasync and answers them, then compacts the
     /// journal if it has grown enough. Called with the journal held.
     pub(super) async fn commit_pending(&self, journal: &mut Journal) {
-        let Pending { lines, records, batch } = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        let (lines, records, batch) = self.pending.lock().expect("pending lock").take();
         if let Some(broken) = &journal.broken {
             let broken = broken.clone();
             self.roll_back(journal, &broken);
@@ -166,7 +184,15 @@ impl Catalog {
                 *self.state.write().expect("catalog lock") = state;
                 journal.records = records;
             }
-            Err(e) => tracing::error!(error = %e, "rereading the catalog journal failed"),
+            Err(e) => {
+                // Memory still holds the failed changes: deciding on top of them could answer
+                // for objects whose blobs are gone.
+                tracing::error!(error = %e, "rereading the catalog journal failed; it takes no more changes until the relay restarts");
+                journal.broken = Some(format!("the journal could not be reread after a failed write: {e}"));
+            }
+        }
+        if journal.broken.is_some() {
+            return; // nothing more is written to it: there is nothing to cut
         }
         let cut = OpenOptions::new()
             .write(true)
@@ -188,33 +214,46 @@ impl Catalog {
             (pending.records == 0 && worth_compacting(journal.records, state.live_records())).then(|| state.snapshot())
         };
         let Some(snapshot) = snapshot else { return };
-        // The changes are durable already; a compaction that fails leaves the longer journal,
-        // which still replays to the same state.
-        if let Err(e) = compact(journal, snapshot).await {
-            tracing::warn!(error = %e, "compacting the catalog journal failed; it stays as it is");
-        }
+        compact(journal, snapshot).await;
     }
 }
 
-/// Rewrites the journal as `snapshot` while changes wait on `journal`'s lock.
-async fn compact(journal: &mut Journal, snapshot: Vec<Record>) -> Result<()> {
+/// Rewrites the journal as `snapshot` while changes wait on `journal`'s lock. A rewrite that
+/// fails before its rename leaves the longer journal, which replays to the same state; one
+/// that fails after it leaves a journal whose name may not survive a crash, so it takes no
+/// more changes (appending to the old file would acknowledge changes nothing replays).
+async fn compact(journal: &mut Journal, snapshot: Vec<Record>) {
     let dir = journal.dir.clone();
     let records = snapshot.len();
-    let file = tokio::task::spawn_blocking(move || -> Result<File> {
-        rewrite(&dir, &snapshot)?;
-        Ok(OpenOptions::new().append(true).open(dir.join(JOURNAL))?)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    tracing::debug!(
-        before = journal.records,
-        after = records,
-        "compacted the catalog journal"
-    );
-    journal.len = file.metadata()?.len();
-    journal.file = file;
-    journal.records = records;
-    Ok(())
+    let rewritten = tokio::task::spawn_blocking(move || rewrite(&dir, &snapshot))
+        .await
+        .unwrap_or_else(|e| {
+            Err(RewriteError {
+                error: io::Error::other(e).into(),
+                renamed: true,
+            })
+        });
+    match rewritten {
+        Ok((file, len)) => {
+            tracing::debug!(
+                before = journal.records,
+                after = records,
+                "compacted the catalog journal"
+            );
+            journal.file = file;
+            journal.len = len;
+            journal.records = records;
+        }
+        Err(RewriteError { error, renamed: false }) => {
+            tracing::warn!(error = %error, "compacting the catalog journal failed; it stays as it is");
+        }
+        Err(RewriteError { error, .. }) => {
+            tracing::error!(error = %error, "compacting the catalog journal failed after replacing it; it takes no more changes until the relay restarts");
+            journal.broken = Some(format!("the journal could not be compacted: {error}"));
+            // Whichever file the name holds now, all of it is durable: a rollback rereads it whole.
+            journal.len = u64::MAX;
+        }
+    }
 }
 
 /// Reads the journal; a torn last line (crash mid-append) is cut off.
@@ -264,19 +303,33 @@ fn replay_upto(path: &Path, limit: u64, cut_torn_tail: bool) -> Result<(State, u
     Ok((state, count))
 }
 
-/// Replaces the journal with `records`, atomically.
-pub(super) fn rewrite(dir: &Path, records: &[Record]) -> Result<()> {
+/// A rewrite that failed, and whether it had already replaced the journal.
+pub(super) struct RewriteError {
+    pub error: StoreError,
+    pub renamed: bool,
+}
+
+/// Replaces the journal with `records`, atomically; returns the new journal opened for
+/// appending (opened before the rename, so it is the file that replaced the old one) and its
+/// length.
+pub(super) fn rewrite(dir: &Path, records: &[Record]) -> Result<(File, u64), RewriteError> {
+    let before = |error: io::Error| RewriteError {
+        error: error.into(),
+        renamed: false,
+    };
     let tmp: PathBuf = dir.join(format!("{JOURNAL}.tmp"));
-    let mut file = std::io::BufWriter::new(File::create(&tmp)?);
+    let mut file = std::io::BufWriter::new(File::create(&tmp).map_err(before)?);
     for r in records {
-        serde_json::to_writer(&mut file, r).map_err(io::Error::other)?;
-        file.write_all(b"\n")?;
+        serde_json::to_writer(&mut file, r).map_err(|e| before(io::Error::other(e)))?;
+        file.write_all(b"\n").map_err(before)?;
     }
-    let mut file = file.into_inner().map_err(|e| e.into_error())?;
-    file.flush()?;
-    file.rewind()?;
-    file.sync_data()?;
-    durable_rename(&tmp, &dir.join(JOURNAL))?;
-    sync_dir(dir)?;
-    Ok(())
+    let file = file.into_inner().map_err(|e| before(e.into_error()))?;
+    file.sync_data().map_err(before)?;
+    let appending = OpenOptions::new().append(true).open(&tmp).map_err(before)?;
+    let len = appending.metadata().map_err(before)?.len();
+    durable_rename(&tmp, &dir.join(JOURNAL)).map_err(|error| RewriteError {
+        error: error.into(),
+        renamed: true,
+    })?;
+    Ok((appending, len))
 }

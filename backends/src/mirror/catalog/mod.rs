@@ -252,7 +252,7 @@ impl Catalog {
     /// Starts a catalog from `records` (a rebuild). Blocking.
     pub fn seed(dir: &Path, records: &[Record]) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        journal::rewrite(dir, records)
+        journal::rewrite(dir, records).map(drop).map_err(|e| e.error)
     }
 
     /// The state as the journal has it, without changing the journal: for looking at the
@@ -285,16 +285,24 @@ impl Catalog {
         tokio::spawn(async move {
             let (batch, out) = {
                 let mut pending = this.pending.lock().expect("pending lock");
-                let (records, out) = decide(&this.read())?;
-                if records.is_empty() {
-                    return Ok(out);
+                let decided = decide(&this.read());
+                match decided {
+                    Ok((records, out)) if !records.is_empty() => {
+                        let batch = pending.add(&records)?;
+                        let mut state = this.state.write().expect("catalog lock");
+                        for r in records {
+                            state.apply(r);
+                        }
+                        (batch, Ok(out))
+                    }
+                    // Nothing to write (or refused): the answer may still rest on changes not
+                    // yet durable (a 204 for a key whose pending delete may yet be undone), so
+                    // it waits for them.
+                    decided => match pending.unsettled() {
+                        Some(batch) => (batch, decided.map(|(_, out)| out)),
+                        None => return decided.map(|(_, out)| out),
+                    },
                 }
-                let batch = pending.add(&records)?;
-                let mut state = this.state.write().expect("catalog lock");
-                for r in records {
-                    state.apply(r);
-                }
-                (batch, out)
             };
             let mut journal = this.journal.lock().await;
             if !batch.is_done() {
@@ -302,7 +310,7 @@ impl Catalog {
             }
             drop(journal);
             batch.outcome()?;
-            Ok(out)
+            out
         })
         .await
         .map_err(io::Error::other)?
@@ -546,5 +554,63 @@ mod tests {
         let state = reopened.read();
         assert!(state.object("b", "kept").is_ok() && state.object("b", "after").is_ok());
         assert!(state.object("b", "lost").is_err());
+    }
+
+    /// A decision that writes nothing but saw a change not yet durable (a DELETE answered for
+    /// a key whose pending delete may be undone) is answered only with that change: if the
+    /// change fails, so does the answer that rested on it.
+    #[tokio::test]
+    async fn an_answer_waits_for_the_changes_it_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let bucket = Record::Bucket {
+            name: "b".into(),
+            created_ms: 7,
+        };
+        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let path = dir.path().join(JOURNAL);
+        // Held, the journal keeps the next change pending; then it refuses the write.
+        let mut journal = catalog.journal.lock().await;
+        let writable = std::mem::replace(&mut journal.file, std::fs::File::open(&path).unwrap());
+        let pending = tokio::spawn({
+            let catalog = catalog.clone();
+            async move {
+                catalog
+                    .change(|_| {
+                        let record = Record::Object {
+                            bucket: "b".into(),
+                            blob: "blob-x".into(),
+                            holders: vec!["m1".into()],
+                            meta: Box::new(meta("x")),
+                        };
+                        Ok((vec![record], ()))
+                    })
+                    .await
+            }
+        });
+        while catalog.read().object("b", "x").is_err() {
+            tokio::task::yield_now().await;
+        }
+        let resting = tokio::spawn({
+            let catalog = catalog.clone();
+            async move {
+                catalog
+                    .change(|state| Ok((Vec::new(), state.object("b", "x").is_ok())))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!resting.is_finished(), "answered before the change it saw was durable");
+        drop(journal);
+        assert!(pending.await.unwrap().is_err());
+        let err = resting.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+        catalog.journal.lock().await.file = writable;
+        let seen = catalog
+            .change(|state| Ok((Vec::new(), state.object("b", "x").is_ok())))
+            .await
+            .unwrap();
+        assert!(!seen, "nothing pending: answered at once, from durable state");
     }
 }
