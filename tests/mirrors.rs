@@ -819,3 +819,34 @@ async fn uploads_of_a_deleted_bucket_do_not_come_back() {
         .unwrap();
     assert!(listed.uploads().is_empty(), "{:?}", listed.uploads());
 }
+
+/// Two completions of one upload at once (an SDK retrying while the first is still
+/// streaming): both are answered with the object the winner made, never an error.
+#[tokio::test]
+async fn racing_completions_of_one_upload_get_the_same_answer() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let relay =
+        common::start_with(|cfg| mirrored(cfg, vec![BackendSpec::Fs(a.clone()), BackendSpec::Fs(b.clone())])).await;
+    let bucket = relay.bucket("raced").await;
+    let parts = vec![blob(8 << 20, 50), blob(8 << 20, 51), blob(8 << 20, 52)];
+    let (upload_id, done) = common::upload_parts(&relay.client, &bucket, "k", &parts).await;
+    let complete = || {
+        relay
+            .client
+            .complete_multipart_upload()
+            .bucket(&bucket)
+            .key("k")
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(done.clone()))
+                    .build(),
+            )
+            .send()
+    };
+    let (first, second) = tokio::join!(complete(), complete());
+    let (first, second) = (first.expect("first completion"), second.expect("second completion"));
+    assert_eq!(first.e_tag(), second.e_tag());
+    assert_eq!(relay.get(&bucket, "k").await, parts.concat());
+}

@@ -338,6 +338,12 @@ impl UploadArea {
         .await
     }
 
+    /// Whether the upload is still here (not completed, aborted or expired).
+    pub async fn exists(&self, bucket: &str, upload_id: &str) -> bool {
+        let file = self.dir(bucket, upload_id).join(UPLOAD_FILE);
+        blocking(move || Ok(file.exists())).await.unwrap_or(false)
+    }
+
     /// Removes an upload whose object is published. A failure leaves it to expire.
     pub async fn remove(&self, bucket: &str, upload_id: &str) {
         let dir = self.dir(bucket, upload_id);

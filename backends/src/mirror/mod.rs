@@ -531,7 +531,13 @@ impl Store for MirrorStore {
             .assemble(bucket, key, upload_id, parts, &expected)
             .await?;
         let (meta, body) = assembly.into_body();
-        let meta = self.inner.write_known(bucket, meta, body, opts).await?;
+        let meta = match self.inner.write_known(bucket, meta, body, opts).await {
+            Ok(meta) => meta,
+            // A completion of the same upload won the race and removed the parts while this
+            // one streamed them: NoSuchUpload, which the gateway answers with what it made.
+            Err(_) if !self.inner.uploads.exists(bucket, upload_id).await => return Err(StoreError::NoSuchUpload),
+            Err(e) => return Err(e),
+        };
         self.inner.uploads.remove(bucket, upload_id).await;
         Ok(meta)
     }
