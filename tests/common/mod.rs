@@ -265,6 +265,16 @@ pub async fn multipart_put(client: &Client, bucket: &str, key: &str, parts: &[Ve
         .unwrap()
 }
 
+/// The ids of the uploads ListMultipartUploads lists in `bucket`.
+pub async fn upload_ids(client: &Client, bucket: &str) -> Vec<String> {
+    let listed = client.list_multipart_uploads().bucket(bucket).send().await.unwrap();
+    listed
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id().map(str::to_owned))
+        .collect()
+}
+
 /// The names ListBuckets returns, in its order.
 pub async fn bucket_names(client: &Client) -> Vec<String> {
     client

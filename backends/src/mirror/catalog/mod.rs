@@ -338,6 +338,27 @@ mod tests {
         }
     }
 
+    /// An object record in bucket `b`.
+    fn object(key: &str, blob: &str) -> Record {
+        Record::Object {
+            bucket: "b".into(),
+            blob: blob.into(),
+            holders: vec!["m".into()],
+            meta: Box::new(meta(key)),
+        }
+    }
+
+    /// A catalog in `dir` holding bucket `b`.
+    async fn with_bucket(dir: &Path) -> Arc<Catalog> {
+        let catalog = Arc::new(Catalog::open(dir).unwrap());
+        let bucket = Record::Bucket {
+            name: "b".into(),
+            created_ms: 7,
+        };
+        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        catalog
+    }
+
     #[tokio::test]
     async fn changes_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -421,20 +442,10 @@ mod tests {
     #[tokio::test]
     async fn a_running_catalog_compacts_its_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
-        let bucket = Record::Bucket {
-            name: "b".into(),
-            created_ms: 7,
-        };
-        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let catalog = with_bucket(dir.path()).await;
         let mut longest = 0;
         for i in 0..3000 {
-            let record = Record::Object {
-                bucket: "b".into(),
-                blob: format!("x{i}"),
-                holders: vec!["m".into()],
-                meta: Box::new(meta("overwritten")),
-            };
+            let record = object("overwritten", &format!("x{i}"));
             catalog.change(move |_| Ok((vec![record], ()))).await.unwrap();
             let lines = std::fs::read_to_string(dir.path().join(JOURNAL))
                 .unwrap()
@@ -457,12 +468,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_changes_are_written_together_and_decided_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
-        let bucket = Record::Bucket {
-            name: "b".into(),
-            created_ms: 7,
-        };
-        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let catalog = with_bucket(dir.path()).await;
         let writes_before = catalog.journal.lock().await.writes;
         let racers = (0..64).map(|i| {
             let catalog = catalog.clone();
@@ -472,12 +478,7 @@ mod tests {
                         if state.object("b", "once").is_ok() {
                             return Err(StoreError::PreconditionFailed);
                         }
-                        let record = Record::Object {
-                            bucket: "b".into(),
-                            blob: format!("x{i}"),
-                            holders: vec!["m".into()],
-                            meta: Box::new(meta("once")),
-                        };
+                        let record = object("once", &format!("x{i}"));
                         Ok((vec![record], i))
                     })
                     .await
@@ -489,12 +490,7 @@ mod tests {
         let others = (0..64).map(|i| {
             let catalog = catalog.clone();
             tokio::spawn(async move {
-                let record = Record::Object {
-                    bucket: "b".into(),
-                    blob: format!("y{i}"),
-                    holders: vec!["m".into()],
-                    meta: Box::new(meta(&format!("k{i}"))),
-                };
+                let record = object(&format!("k{i}"), &format!("y{i}"));
                 catalog.change(move |_| Ok((vec![record], ()))).await
             })
         });
@@ -515,23 +511,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_journal_write_undoes_the_change() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
-        let put = |key: &'static str| {
-            move |_: &State| {
-                let record = Record::Object {
-                    bucket: "b".into(),
-                    blob: format!("blob-{key}"),
-                    holders: vec!["m1".into()],
-                    meta: Box::new(meta(key)),
-                };
-                Ok((vec![record], ()))
-            }
-        };
-        let bucket = Record::Bucket {
-            name: "b".into(),
-            created_ms: 7,
-        };
-        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let catalog = with_bucket(dir.path()).await;
+        let put = |key: &'static str| move |_: &State| Ok((vec![object(key, &format!("blob-{key}"))], ()));
         catalog.change(put("kept")).await.unwrap();
         // The journal now refuses writes, as a failing disk would.
         let path = dir.path().join(JOURNAL);
@@ -562,31 +543,14 @@ mod tests {
     #[tokio::test]
     async fn an_answer_waits_for_the_changes_it_saw() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
-        let bucket = Record::Bucket {
-            name: "b".into(),
-            created_ms: 7,
-        };
-        catalog.change(move |_| Ok((vec![bucket], ()))).await.unwrap();
+        let catalog = with_bucket(dir.path()).await;
         let path = dir.path().join(JOURNAL);
         // Held, the journal keeps the next change pending; then it refuses the write.
         let mut journal = catalog.journal.lock().await;
         let writable = std::mem::replace(&mut journal.file, std::fs::File::open(&path).unwrap());
         let pending = tokio::spawn({
             let catalog = catalog.clone();
-            async move {
-                catalog
-                    .change(|_| {
-                        let record = Record::Object {
-                            bucket: "b".into(),
-                            blob: "blob-x".into(),
-                            holders: vec!["m1".into()],
-                            meta: Box::new(meta("x")),
-                        };
-                        Ok((vec![record], ()))
-                    })
-                    .await
-            }
+            async move { catalog.change(|_| Ok((vec![object("x", "blob-x")], ()))).await }
         });
         while catalog.read().object("b", "x").is_err() {
             tokio::task::yield_now().await;
