@@ -49,9 +49,9 @@ impl UploadFile {
 
 /// A completion checked against the parts: the object it makes, and its bytes.
 pub(crate) struct Assembly {
-    pub meta: ObjectMeta,
+    meta: ObjectMeta,
     /// The chosen parts' numbers, in order.
-    pub parts: Vec<u32>,
+    parts: Vec<u32>,
     dir: PathBuf,
     chosen: Vec<PartMeta>,
 }
@@ -63,22 +63,53 @@ impl Assembly {
     /// checked ETag.
     pub fn into_body(self) -> (ObjectMeta, ByteStream) {
         let dir = self.dir;
-        let segments = self.chosen.into_iter().map(move |checked| {
-            let path = dir.join(part_file_name(checked.part_number));
-            match blob::open_with_meta::<PartMeta>(&path) {
-                Ok(Some((file, now))) if now.etag == checked.etag && now.size == checked.size => Ok(Segment {
+        let segments = self
+            .chosen
+            .into_iter()
+            .map(move |checked| match open_checked(&dir, &checked)? {
+                Some(file) => Ok(Segment {
                     file,
                     offset: 0,
                     len: checked.size,
                 }),
-                Ok(_) => Err(io::Error::other(format!(
+                None => Err(io::Error::other(format!(
                     "part {} changed or vanished after the completion checked it",
                     checked.part_number
                 ))),
-                Err(e) => Err(io::Error::other(e)),
-            }
-        });
+            });
         (self.meta, blob::read_segments_lazily(segments))
+    }
+
+    /// The object's metadata, its parts' numbers in order, and the parts as checked, for a
+    /// store that publishes the part files where they are (see [`CheckedParts`]).
+    pub fn into_parts(self) -> (ObjectMeta, Vec<u32>, CheckedParts) {
+        (self.meta, self.parts, CheckedParts(self.chosen))
+    }
+}
+
+/// The parts a completion checked. A client may upload a part again while its completion
+/// runs; a store that publishes the upload's directory as it is checks, once no part can be
+/// renamed into it any more, that it holds exactly these.
+pub(crate) struct CheckedParts(Vec<PartMeta>);
+
+impl CheckedParts {
+    /// The number of the first checked part that `dir` no longer holds as it was checked.
+    pub fn first_changed(&self, dir: &Path) -> io::Result<Option<u32>> {
+        for checked in &self.0 {
+            if open_checked(dir, checked)?.is_none() {
+                return Ok(Some(checked.part_number));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Opens a part file if it still holds the part as `checked` (same size and ETag).
+fn open_checked(dir: &Path, checked: &PartMeta) -> io::Result<Option<std::fs::File>> {
+    match blob::open_with_meta::<PartMeta>(&dir.join(part_file_name(checked.part_number))) {
+        Ok(Some((file, now))) if now.etag == checked.etag && now.size == checked.size => Ok(Some(file)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(io::Error::other(e)),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::index::Entry;
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
-use crate::upload_area::UploadArea;
+use crate::upload_area::{CheckedParts, UploadArea};
 
 /// What an object file's trailer holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,13 +167,14 @@ impl FsStore {
 
     /// Makes a sealed staging file the object at `key`, atomically with the write conditions.
     /// Runs as its own task so a client hanging up mid-commit cannot leave disk and index
-    /// disagreeing.
+    /// disagreeing. A multipart object comes with the parts its completion checked.
     async fn commit(
         &self,
         bucket: Arc<Bucket>,
         stored: StoredObject,
         staged: blob::TmpGuard,
         opts: PutOptions,
+        checked: Option<CheckedParts>,
     ) -> Result<ObjectMeta> {
         let target = self.layout.object_file(&bucket.name, &stored.meta.key);
         let layout = self.layout.clone();
@@ -200,6 +201,19 @@ impl FsStore {
                         io::ErrorKind::NotFound => StoreError::NoSuchUpload,
                         _ => e.into(),
                     })?;
+                    // No part can be renamed into the upload any more; one uploaded again
+                    // since the check would change the bytes under the checked ETag. The
+                    // upload goes back as it now is, for a completion naming the new ETag.
+                    let unchanged = checked.map_or(Ok(()), |checked| match checked.first_changed(&blob)? {
+                        Some(part) => Err(StoreError::InvalidPart(format!(
+                            "part {part} was uploaded again while the upload was completing"
+                        ))),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = unchanged {
+                        blob::durable_rename(&blob, &upload)?;
+                        return Err(e);
+                    }
                 }
                 if let Some(ms) = recorded {
                     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -359,7 +373,7 @@ impl Store for FsStore {
             parts: Vec::new(),
         };
         let sealed = staged.seal(&stored).await?;
-        self.commit(b, stored, sealed, opts).await
+        self.commit(b, stored, sealed, opts, None).await
     }
 
     async fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<GetResult> {
@@ -477,9 +491,10 @@ impl Store for FsStore {
             .uploads
             .assemble(bucket, key, upload_id, parts, &opts.expected)
             .await?;
-        let keep = assembly.parts.clone();
-        let (stored, sealed) = multipart::manifest(&self.layout, upload_id, assembly).await?;
-        let meta = self.commit(b, stored, sealed, opts).await?;
+        let (meta, parts, checked) = assembly.into_parts();
+        let keep = parts.clone();
+        let (stored, sealed) = multipart::manifest(&self.layout, upload_id, meta, parts).await?;
+        let meta = self.commit(b, stored, sealed, opts, Some(checked)).await?;
         multipart::prune_blob(self.layout.blob_dir(bucket, upload_id), keep).await;
         Ok(meta)
     }

@@ -10,16 +10,21 @@ use super::StoredObject;
 use super::blob::{self, Segment, TmpGuard};
 use super::layout::{Layout, part_file_name};
 use crate::error::{Result, StoreError};
-use crate::upload_area::Assembly;
+use crate::model::ObjectMeta;
 
-/// Writes the manifest of a checked completion to staging; the caller commits it, moving the
-/// upload's directory to the object's blob.
-pub(crate) async fn manifest(layout: &Layout, upload_id: &str, assembly: Assembly) -> Result<(StoredObject, TmpGuard)> {
+/// Writes the manifest of a checked completion (the object's metadata and its parts' numbers)
+/// to staging; the caller commits it, moving the upload's directory to the object's blob.
+pub(crate) async fn manifest(
+    layout: &Layout,
+    upload_id: &str,
+    meta: ObjectMeta,
+    parts: Vec<u32>,
+) -> Result<(StoredObject, TmpGuard)> {
     let stored = StoredObject {
         v: 1,
-        meta: assembly.meta,
+        meta,
         blob: Some(upload_id.to_owned()),
-        parts: assembly.parts,
+        parts,
     };
     let guard = TmpGuard::new(layout.tmp_file());
     tokio::task::spawn_blocking(move || {
@@ -65,4 +70,78 @@ pub(crate) fn segments(dir: &Path, parts: &[u32], sizes: &[u64], span: Range<u64
         start = end;
     }
     Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::fs::FsStore;
+    use crate::model::*;
+    use crate::store::{ByteStream, Store};
+
+    fn body(bytes: &'static [u8]) -> ByteStream {
+        Box::pin(futures::stream::once(async move { Ok(Bytes::from_static(bytes)) }))
+    }
+
+    /// A client may upload a part again while its completion runs. If that lands after the
+    /// check but before the upload's directory becomes the object's blob, the completion
+    /// fails with InvalidPart and gives the upload back with the new part, instead of
+    /// publishing the new bytes under the checked ETag.
+    #[tokio::test]
+    async fn a_part_uploaded_again_during_its_completion_is_not_published_under_the_old_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).await.unwrap();
+        store.create_bucket("bkt").await.unwrap();
+        let id = store
+            .create_multipart("bkt", "k", ObjectAttrs::default(), None)
+            .await
+            .unwrap();
+        let put = |bytes| store.upload_part("bkt", "k", &id, 1, body(bytes), PutOptions::default());
+        let old = put(b"old bytes").await.unwrap();
+        let completed = |etag: &str| {
+            vec![CompletedPart {
+                part_number: 1,
+                etag: etag.to_owned(),
+            }]
+        };
+
+        // The completion, stopped between its check and its commit.
+        let assembly = store
+            .uploads
+            .assemble("bkt", "k", &id, &completed(&old.etag), &Checksums::new())
+            .await
+            .unwrap();
+        let new = put(b"new bytes").await.unwrap();
+        let (meta, numbers, checked) = assembly.into_parts();
+        let (stored, sealed) = manifest(&store.layout, &id, meta, numbers).await.unwrap();
+        let bucket = store.bucket("bkt").unwrap();
+        let err = store
+            .commit(bucket, stored, sealed, PutOptions::default(), Some(checked))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidPart(_)), "{err:?}");
+        assert!(matches!(
+            store.head_object("bkt", "k").await,
+            Err(StoreError::NoSuchKey)
+        ));
+
+        let parts = store.list_parts("bkt", "k", &id).await.unwrap().parts;
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].etag, new.etag);
+        let opts = PutOptions::default();
+        let meta = store
+            .complete_multipart("bkt", "k", &id, &completed(&new.etag), opts)
+            .await
+            .unwrap();
+        let mut read = store.get_object("bkt", "k", None).await.unwrap().body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = read.next().await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(bytes, b"new bytes");
+        assert_eq!(meta.size, 9);
+    }
 }
