@@ -118,10 +118,45 @@ pub(crate) fn load_all(layout: &Layout) -> Result<HashMap<String, std::sync::Arc
             tracing::warn!("ignoring a directory under buckets/ that is not a valid bucket name");
             continue;
         }
+        if !settle_bucket_file(layout, &name)? {
+            continue;
+        }
         let bucket = load_bucket(layout, &name)?;
         buckets.insert(name, std::sync::Arc::new(bucket));
     }
     Ok(buckets)
+}
+
+/// Whether `buckets/<name>/` is a bucket. A bucket is made whole in staging and renamed into
+/// place, so a directory without `bucket.json` was not made by creating a bucket: one that
+/// holds no objects is what an upload of a deleted bucket left behind (older versions could
+/// recreate it), and is removed; one holding objects lost the file, which is written again
+/// rather than hiding them or refusing to start.
+fn settle_bucket_file(layout: &Layout, name: &str) -> Result<bool> {
+    let dir = layout.bucket_dir(name);
+    let file = dir.join("bucket.json");
+    if file.exists() || !dir.is_dir() {
+        return Ok(dir.is_dir());
+    }
+    if read_dir_if_exists(&dir.join("objects"))?.next().is_none() {
+        tracing::warn!("removing a bucket directory without bucket.json or objects (left by a deleted bucket)");
+        std::fs::remove_dir_all(&dir)?;
+        blob::sync_dir(&layout.buckets_dir())?;
+        return Ok(false);
+    }
+    tracing::warn!("a bucket directory holding objects had lost its bucket.json; writing it again");
+    let created = std::fs::metadata(&dir)?
+        .modified()
+        .unwrap_or_else(|_| SystemTime::now());
+    let created_ms = created
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let staging = layout.tmp_file();
+    let json = serde_json::to_vec(&BucketFile { created_ms }).map_err(io::Error::other)?;
+    std::fs::write(&staging, json)?;
+    std::fs::File::open(&staging)?.sync_data()?;
+    blob::durable_rename(&staging, &file)?;
+    Ok(true)
 }
 
 fn load_bucket(layout: &Layout, name: &str) -> Result<Bucket> {
@@ -164,5 +199,48 @@ fn read_dir_if_exists(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Resu
         Ok(it) => Ok(Box::new(it)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::fs::FsStore;
+    use crate::model::{ObjectAttrs, PutOptions};
+    use crate::store::Store;
+
+    /// A relay starts whatever it finds under `buckets/`: a directory an upload of a deleted
+    /// bucket left behind is cleared away (the bucket stays deleted), and a bucket that lost
+    /// its `bucket.json` keeps its objects.
+    #[tokio::test]
+    async fn bucket_directories_without_bucket_json_neither_stop_a_start_nor_lose_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = FsStore::open(dir.path()).await.unwrap();
+            store.create_bucket("kept").await.unwrap();
+            let body = Box::pin(futures::stream::once(async { Ok(Bytes::from_static(b"data")) }));
+            let attrs = ObjectAttrs::default();
+            let put = store.put_object("kept", "k", attrs, body, PutOptions::default());
+            put.await.unwrap();
+        }
+        let buckets = dir.path().join("buckets");
+        std::fs::remove_file(buckets.join("kept/bucket.json")).unwrap();
+        let stray = buckets.join("gone/uploads/0123456789abcdef0123456789abcdef");
+        std::fs::create_dir_all(&stray).unwrap();
+        std::fs::write(stray.join("upload.json"), b"{}").unwrap();
+
+        let store = FsStore::open(dir.path()).await.unwrap();
+        let names: Vec<String> = store
+            .list_buckets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+        assert_eq!(store.head_object("kept", "k").await.unwrap().size, 4);
+        assert!(!buckets.join("gone").exists());
+        assert!(buckets.join("kept/bucket.json").exists());
     }
 }
