@@ -718,7 +718,13 @@ async fn a_backend_refusing_the_keys_is_not_reported_as_down() {
         .await
         .unwrap();
     let down = mirror.blobs().list("blobs/").await.expect_err("a stopped server fails");
-    assert!(matches!(down, backends::StoreError::Unavailable(_)), "{down:?}");
+    assert!(
+        matches!(
+            down,
+            backends::StoreError::Unavailable(backends::Unavailable::Remote(_))
+        ),
+        "{down:?}"
+    );
 }
 
 /// A completion the mirrors cannot take (503) leaves the upload whole: the client's retry of

@@ -23,6 +23,6 @@ mod store;
 mod upload_area;
 pub mod upload_expiry;
 
-pub use error::{Result, StoreError};
+pub use error::{InvalidArgument, Result, Setup, StoreError, Unavailable};
 pub use model::*;
 pub use store::{ByteStream, Store};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::{unique_algorithms, verify_digests};
 use crate::digest::{composite_checksum, full_object_crc, hex_decode, multipart_etag};
-use crate::error::{Result, StoreError};
+use crate::error::{InvalidArgument, Result, StoreError};
 use crate::fs::blob::{self, Segment};
 use crate::fs::layout::{Layout, part_file_name};
 use crate::model::*;
@@ -224,9 +224,7 @@ impl UploadArea {
     ) -> Result<PartMeta> {
         check_upload_id(upload_id)?;
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(StoreError::InvalidArgument(format!(
-                "part number must be between 1 and {MAX_PART_NUMBER}"
-            )));
+            return Err(InvalidArgument::PartNumber { max: MAX_PART_NUMBER }.into());
         }
         let dir = self.dir(bucket, upload_id);
         let (read_dir, owned_key) = (dir.clone(), key.to_owned());
@@ -286,9 +284,7 @@ impl UploadArea {
     ) -> Result<Assembly> {
         check_upload_id(upload_id)?;
         if requested.is_empty() {
-            return Err(StoreError::InvalidArgument(
-                "at least one part must be specified".into(),
-            ));
+            return Err(InvalidArgument::NoParts.into());
         }
         if requested.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
             return Err(StoreError::InvalidPartOrder);

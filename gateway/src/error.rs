@@ -73,7 +73,7 @@ pub fn to_s3(err: StoreError) -> S3Error {
         StoreError::KeyTooLong => aws(S3ErrorCode::KeyTooLongError),
         StoreError::InvalidKey(why) => s3_error!(InvalidArgument, "object key {why}"),
         StoreError::NoSuchUpload => aws(S3ErrorCode::NoSuchUpload),
-        StoreError::InvalidArgument(msg) => S3Error::with_message(S3ErrorCode::InvalidArgument, msg),
+        StoreError::InvalidArgument(why) => S3Error::with_message(S3ErrorCode::InvalidArgument, why.to_string()),
         StoreError::InvalidPart(msg) => S3Error::with_message(S3ErrorCode::InvalidPart, msg),
         StoreError::InvalidPartOrder => aws(S3ErrorCode::InvalidPartOrder),
         StoreError::EntityTooSmall(n) => s3_error!(EntityTooSmall, "part {n} is smaller than the minimum allowed size"),
@@ -103,6 +103,10 @@ pub fn to_s3(err: StoreError) -> S3Error {
         StoreError::BackendRefused(why) => {
             tracing::warn!(%why, "a storage backend refused the relay's credentials or setup");
             s3_error!(ServiceUnavailable, "the storage backends are unavailable; retry later")
+        }
+        StoreError::Setup(why) => {
+            tracing::error!(%why, "the store is misconfigured");
+            s3_error!(InternalError, "the relay's storage is misconfigured")
         }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage I/O failed");

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backends::{ListQuery, ObjectAttrs, PutOptions, Store, StoreError};
+use backends::{ListQuery, ObjectAttrs, PutOptions, Store, StoreError, Unavailable};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -430,7 +430,7 @@ impl Mailbox {
         let mut body = got.body;
         let mut out = bytes::BytesMut::with_capacity(got.meta.size as usize);
         while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?);
+            out.extend_from_slice(&chunk.map_err(Unavailable::Read)?);
         }
         Ok(out.freeze())
     }
@@ -632,7 +632,7 @@ impl Mailbox {
         let mut body = got.body;
         let mut bytes = Vec::with_capacity(got.meta.size as usize);
         while let Some(chunk) = body.next().await {
-            bytes.extend_from_slice(&chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?);
+            bytes.extend_from_slice(&chunk.map_err(Unavailable::Read)?);
         }
         Ok(receipts::decode(&bytes))
     }

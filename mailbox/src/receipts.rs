@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use backends::{ObjectAttrs, PutOptions, Store, StoreError};
+use backends::{ObjectAttrs, PutOptions, Store, StoreError, Unavailable};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
@@ -62,7 +62,7 @@ impl ReceiptLog {
                 written
             }
         };
-        written.map_err(StoreError::Unavailable)
+        written.map_err(|e| Unavailable::Receipts(e).into())
     }
 
     /// One object per expiry day among `receipts`.

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{BlobEntry, BlobSink, Blobs};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::fs::blob::{Segment, Writeback, durable_rename, read_segments};
 use crate::store::ByteStream;
 
@@ -45,27 +45,25 @@ impl LocalBlobs {
         let relative = Path::new(path);
         let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain || path.is_empty() {
-            return Err(StoreError::InvalidArgument(format!("not a blob path: {path}")));
+            // Blob paths are the relay's own names: another came from a damaged catalog.
+            return Err(StoreError::Corrupt("not a blob path".into()));
         }
         Ok(self.root.join(relative))
     }
 }
 
 /// `op` if it finishes within `deadline`; else the directory counts as down.
-async fn within<T>(deadline: Duration, what: &str, op: impl Future<Output = Result<T>>) -> Result<T> {
+async fn within<T>(deadline: Duration, what: &'static str, op: impl Future<Output = Result<T>>) -> Result<T> {
     match tokio::time::timeout(deadline, op).await {
         Ok(done) => done,
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "the directory did not answer {what} within {} s",
-            deadline.as_secs_f32()
-        ))),
+        Err(_) => Err(Unavailable::Timeout { what, after: deadline }.into()),
     }
 }
 
 /// `f` on the blocking pool, within `deadline`.
 async fn blocking_within<T: Send + 'static>(
     deadline: Duration,
-    what: &str,
+    what: &'static str,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> Result<T> {
     within(deadline, what, async {

@@ -16,7 +16,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use super::s3_uploads::{PendingUpload, UploadJanitor};
 use super::{BlobEntry, BlobSink, Blobs};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, Setup, StoreError, Unavailable};
 use crate::store::ByteStream;
 
 /// How to reach one bucket. The keys come from the environment or relay.json, never from
@@ -87,7 +87,7 @@ impl S3Blobs {
             builder = builder.enable_virtual_host_style();
         }
         let once = Operator::new(builder)
-            .map_err(|e| StoreError::InvalidArgument(format!("S3 backend settings: {e}")))?
+            .map_err(|e| Setup::S3Settings(e.to_string()))?
             .layer(
                 TimeoutLayer::new()
                     .with_timeout(settings.timeout)
@@ -123,7 +123,7 @@ fn to_store_error(e: opendal::Error) -> StoreError {
     match e.kind() {
         opendal::ErrorKind::NotFound => StoreError::NoSuchKey,
         opendal::ErrorKind::PermissionDenied | opendal::ErrorKind::ConfigInvalid => StoreError::BackendRefused(text()),
-        _ => StoreError::Unavailable(text()),
+        _ => Unavailable::Remote(text()).into(),
     }
 }
 

@@ -13,7 +13,7 @@ use reqsign_aws_v4::{Credential, RequestSigner, StaticCredentialProvider};
 use reqsign_core::{Context, Signer};
 
 use super::s3::S3Settings;
-use crate::error::{Result, StoreError};
+use crate::error::{Result, Setup, StoreError, Unavailable};
 
 /// An upload this backend holds that nobody completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl UploadJanitor {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout.max(Duration::from_secs(1)))
             .build()
-            .map_err(|e| StoreError::InvalidArgument(format!("S3 backend settings: {e}")))?;
+            .map_err(|e| Setup::S3Settings(e.to_string()))?;
         let region = if settings.region.is_empty() {
             "auto"
         } else {
@@ -119,13 +119,13 @@ impl UploadJanitor {
     }
 
     async fn send(&self, method: http::Method, url: &str) -> Result<String> {
-        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::from(Unavailable::Remote(e.to_string()));
         let (mut parts, ()) = http::Request::builder()
             .method(method)
             .uri(url)
             .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
             .body(())
-            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?
+            .map_err(|e| Setup::S3Settings(e.to_string()))?
             .into_parts();
         self.signer.sign(&mut parts, None).await.map_err(|e| unavailable(&e))?;
         let response = self
@@ -140,10 +140,11 @@ impl UploadJanitor {
         match status.as_u16() {
             200..=299 => Ok(body),
             404 => Err(StoreError::NoSuchKey),
-            code => Err(StoreError::Unavailable(format!(
-                "the backend answered {code} {}",
-                element(&body, "Code").unwrap_or_default()
-            ))),
+            status => Err(Unavailable::Status {
+                status,
+                code: element(&body, "Code").unwrap_or_default(),
+            }
+            .into()),
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::blobs::BlobSink;
-use crate::error::{Result, StoreError};
+use crate::error::{Result, Unavailable};
 
 /// Chunks queued per mirror.
 const CHANNEL_DEPTH: usize = 4;
@@ -45,7 +45,7 @@ impl Fanout {
                         Ok(true) => sink.commit().await,
                         _ => {
                             sink.abort().await;
-                            Err(StoreError::Unavailable("write abandoned".into()))
+                            Err(Unavailable::WriteAbandoned.into())
                         }
                     }
                 });

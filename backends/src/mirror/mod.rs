@@ -42,7 +42,7 @@ use self::write::InFlight;
 use crate::blobs::{Blobs, blob_path};
 use crate::conditions::{check_write_conditions, unique_algorithms, verify_digests};
 use crate::digest::Digester;
-use crate::error::{Result, StoreError};
+use crate::error::{Result, Setup, StoreError};
 use crate::model::*;
 use crate::names::{check_bucket_name, check_doc_name, check_key};
 use crate::store::{ByteStream, Store};
@@ -127,13 +127,11 @@ impl MirrorStore {
     /// Opens the catalog and staging area under `data_dir` and starts the repair loop.
     pub async fn open(data_dir: &Path, mirrors: Vec<Mirror>, options: MirrorOptions) -> Result<Self> {
         if mirrors.is_empty() {
-            return Err(StoreError::InvalidArgument(
-                "a mirror set needs at least one backend".into(),
-            ));
+            return Err(Setup::NoBackends.into());
         }
         let labels: HashSet<_> = mirrors.iter().map(|m| m.label.as_str()).collect();
         if labels.len() != mirrors.len() {
-            return Err(StoreError::InvalidArgument("the same backend is listed twice".into()));
+            return Err(Setup::BackendListedTwice.into());
         }
         // The upload area's lock also keeps a second relay off this catalog.
         let uploads = UploadArea::open(data_dir.join("staging")).await?;

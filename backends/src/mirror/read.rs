@@ -21,7 +21,7 @@ use super::catalog::ObjectRecord;
 use super::verify::EtagCheck;
 use crate::blobs::blob_path;
 use crate::chunks::{self, ChunkSums};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::model::ObjectMeta;
 use crate::store::ByteStream;
 
@@ -59,7 +59,7 @@ impl Inner {
         let order = self.read_order(&record.holders);
         if order.is_empty() {
             tracing::error!("an object has no copy on any configured mirror");
-            return Err(StoreError::Unavailable("no configured mirror holds this object".into()));
+            return Err(Unavailable::NotOnAnyMirror.into());
         }
         let size = record.meta.size;
         let whole = span == (0..size);
@@ -105,7 +105,7 @@ impl Inner {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| StoreError::Unavailable("no mirror returned a good copy".into())))
+        Err(last_error.unwrap_or(Unavailable::NoGoodCopy.into()))
     }
 
     fn lost(self: &Arc<Self>, target: &Target, i: usize, why: &str) {
@@ -218,7 +218,8 @@ fn resuming(
                 };
                 // A bad chunk is the copy's fault (already reported), not the mirror's.
                 if failure.kind() != io::ErrorKind::InvalidData {
-                    s.inner.mark_down(*i, &StoreError::Unavailable(failure.to_string()));
+                    let why = Unavailable::Read(io::Error::new(failure.kind(), failure.to_string()));
+                    s.inner.mark_down(*i, &why.into());
                 }
                 s.failure = Some(failure);
                 s.current = None;
@@ -301,6 +302,6 @@ fn read_failure(e: io::Error) -> StoreError {
     if e.kind() == io::ErrorKind::NotFound {
         StoreError::NoSuchKey
     } else {
-        StoreError::Unavailable(e.to_string())
+        Unavailable::Read(e).into()
     }
 }

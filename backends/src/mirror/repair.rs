@@ -20,7 +20,7 @@ use super::write::blob_trailer;
 use super::{Inner, inventory};
 use crate::blobs::blob_path;
 use crate::chunks::{ChunkSummer, ChunkSums};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::model::ObjectMeta;
 
 /// While a mirror is down the pass comes this soon, then twice as late each time up to
@@ -226,8 +226,8 @@ async fn copy_one(inner: &Arc<Inner>, bucket: &str, object: &ObjectRecord, i: us
         }
         if source_error.is_some() || read < object.meta.size {
             sink.abort().await;
-            let why = source_error.map_or_else(|| "the copy ended early".to_owned(), |e| e.to_string());
-            inner.mark_down(src, &StoreError::Unavailable(why));
+            let why = source_error.map_or(Unavailable::CopyEndedEarly, Unavailable::Read);
+            inner.mark_down(src, &why.into());
             continue;
         }
         if !check.matches() {

@@ -14,7 +14,7 @@ use super::scrub::Pacer;
 use crate::blobs::blob_path;
 use crate::chunks::{ChunkSummer, ChunkSums};
 use crate::digest::{hex, multipart_etag};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::model::ObjectMeta;
 
 /// Whether mirror `i`'s copy of `object` is whole and matches its ETag, reading it at the
@@ -35,7 +35,7 @@ pub(super) async fn verify_copy(
     let mut check = EtagCheck::new(&object.meta);
     let mut sums = ChunkSummer::default();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let chunk = chunk.map_err(Unavailable::Read)?;
         check.update(&chunk);
         sums.update(&chunk);
         if let Some(pace) = pace.as_deref_mut() {

@@ -16,7 +16,7 @@ use crate::blobs::blob_path;
 use crate::chunks::ChunkSummer;
 use crate::conditions::check_write_conditions;
 use crate::digest::Digester;
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::model::*;
 use crate::store::ByteStream;
 
@@ -82,11 +82,12 @@ impl Inner {
     pub(super) fn enough_copies(&self, stored: &[usize]) -> Result<()> {
         let need = self.options.ack.min_copies();
         if stored.len() < need {
-            return Err(StoreError::Unavailable(format!(
-                "stored on {} of {} mirrors, {need} required",
-                stored.len(),
-                self.mirrors.len()
-            )));
+            return Err(Unavailable::TooFewCopies {
+                stored: stored.len(),
+                mirrors: self.mirrors.len(),
+                needed: need,
+            }
+            .into());
         }
         Ok(())
     }
@@ -107,7 +108,7 @@ impl Inner {
         let mut fanout = self.open_fanout(&self.write_targets(), &path).await;
         let mut sums = ChunkSummer::default();
         if fanout.live() == 0 {
-            return Err(StoreError::Unavailable("no mirror accepted the write".into()));
+            return Err(Unavailable::NoMirrorAccepted.into());
         }
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::{Catalog, Record, State};
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, Unavailable};
 use crate::fs::blob::durable_rename;
 
 pub(super) const JOURNAL: &str = "journal.jsonl";
@@ -60,8 +60,8 @@ impl Batch {
     pub fn outcome(&self) -> Result<()> {
         match self.outcome.get() {
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(StoreError::Unavailable(format!("writing the catalog journal: {e}"))),
-            None => Err(StoreError::Unavailable("the catalog journal was not written".into())),
+            Some(Err(e)) => Err(Unavailable::Journal(e.clone()).into()),
+            None => Err(Unavailable::JournalNotWritten.into()),
         }
     }
 

@@ -323,6 +323,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::error::Unavailable;
     use crate::model::ObjectAttrs;
 
     fn meta(key: &str) -> ObjectMeta {
@@ -521,7 +522,10 @@ mod tests {
             std::mem::replace(&mut journal.file, std::fs::File::open(&path).unwrap())
         };
         let err = catalog.change(put("lost")).await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Unavailable(Unavailable::Journal(_))),
+            "{err:?}"
+        );
         assert!(
             catalog.read().object("b", "lost").is_err(),
             "an unwritten change stayed visible"
@@ -568,7 +572,10 @@ mod tests {
         drop(journal);
         assert!(pending.await.unwrap().is_err());
         let err = resting.await.unwrap().unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Unavailable(Unavailable::Journal(_))),
+            "{err:?}"
+        );
 
         catalog.journal.lock().await.file = writable;
         let seen = catalog
