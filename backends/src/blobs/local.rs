@@ -7,6 +7,10 @@
 //! answer in time (a hung NAS mount, a dying USB disk) is a mirror that is down, as an S3
 //! backend that does not answer is, and the mirror set moves on. The stuck call is left to
 //! finish on its blocking thread.
+//!
+//! A sink gathers the body's chunks and goes to the blocking pool once per [`WRITE_BATCH`]
+//! bytes: a small blob is created, written, flushed and renamed in one trip. Each trip is a
+//! thread hand-off, and a mirror set pays them once per mirror for every PUT.
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -21,6 +25,10 @@ use super::{BlobEntry, BlobSink, Blobs};
 use crate::error::{Result, StoreError, Unavailable};
 use crate::fs::blob::{Segment, Writeback, durable_rename, read_segments};
 use crate::store::ByteStream;
+
+/// Bytes a sink gathers before writing them out. The chunks are the ones the fan-out shares
+/// between all mirrors, so this is held once per upload, not once per mirror.
+const WRITE_BATCH: usize = 256 * 1024;
 
 pub struct LocalBlobs {
     root: PathBuf,
@@ -93,7 +101,13 @@ fn chunks_within(stream: ByteStream, deadline: Duration) -> ByteStream {
 
 /// Writes run on the blocking pool with the chunk moved in, not copied into a buffer.
 struct LocalSink {
+    /// Created at the first batch written out (a small blob's only one: its commit).
     file: Option<(std::fs::File, Writeback)>,
+    /// Chunks not written yet.
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
+    /// Set once a call failed or timed out: the file stays with the stuck call.
+    failed: bool,
     /// The staging file, removed on drop unless committed.
     tmp: Option<PathBuf>,
     target: PathBuf,
@@ -103,6 +117,9 @@ struct LocalSink {
 impl Drop for LocalSink {
     fn drop(&mut self) {
         let Some(tmp) = self.tmp.take() else { return };
+        if self.file.is_none() && !self.failed {
+            return; // nothing was created
+        }
         // Not on this async thread: on a hung mount the remove would block it.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(tmp))),
@@ -112,22 +129,39 @@ impl Drop for LocalSink {
 }
 
 impl LocalSink {
-    async fn blocking<T: Send + 'static>(
+    /// Writes the gathered chunks (creating the staging file first if this is the first
+    /// batch), then runs `then` on the file, all in one trip to the blocking pool.
+    async fn write_out<T: Send + 'static>(
         &mut self,
-        op: impl FnOnce(&mut std::fs::File, &mut Writeback) -> io::Result<T> + Send + 'static,
+        then: impl FnOnce(&mut std::fs::File) -> io::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (mut file, mut writeback) = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("blob sink already failed"))?;
-        // Timed out, the file stays with the stuck call and the sink is failed for good.
+        if self.failed {
+            return Err(io::Error::other("blob sink already failed").into());
+        }
+        let open = self.file.take();
+        let tmp = self.tmp.clone().expect("a sink has its staging file until committed");
+        let chunks = std::mem::take(&mut self.gathered);
+        self.gathered_len = 0;
+        // Marked failed until the trip returns: a timeout leaves the file with the stuck call.
+        self.failed = true;
         let (file, writeback, out) = blocking_within(self.deadline, "a write", move || {
-            let out = op(&mut file, &mut writeback);
+            let (mut file, mut writeback) = match open {
+                Some(open) => open,
+                None => (std::fs::File::create(&tmp)?, Writeback::default()),
+            };
+            let written = chunks.iter().try_for_each(|chunk| {
+                file.write_all(chunk)?;
+                writeback.wrote(&file, chunk.len() as u64);
+                Ok(())
+            });
+            let out = written.and_then(|()| then(&mut file));
             Ok((file, writeback, out))
         })
         .await?;
+        let out = out?;
         self.file = Some((file, writeback));
-        Ok(out?)
+        self.failed = false;
+        Ok(out)
     }
 }
 
@@ -136,15 +170,15 @@ impl Blobs for LocalBlobs {
     async fn create(&self, path: &str) -> Result<Box<dyn BlobSink>> {
         let target = self.file(path)?;
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let mut sink = LocalSink {
+        Ok(Box::new(LocalSink {
             file: None,
-            tmp: Some(tmp.clone()),
+            gathered: Vec::new(),
+            gathered_len: 0,
+            failed: false,
+            tmp: Some(tmp),
             target,
             deadline: self.deadline,
-        };
-        let file = blocking_within(self.deadline, "creating a file", move || std::fs::File::create(&tmp)).await?;
-        sink.file = Some((file, Writeback::default()));
-        Ok(Box::new(sink))
+        }))
     }
 
     async fn read(&self, path: &str, range: Range<u64>) -> Result<ByteStream> {
@@ -222,23 +256,19 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<BlobEntry>) -> io::Result<()> 
 #[async_trait::async_trait]
 impl BlobSink for LocalSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.blocking(move |file, writeback| {
-            file.write_all(&chunk)?;
-            writeback.wrote(file, chunk.len() as u64);
-            Ok(())
-        })
-        .await
+        self.gathered_len += chunk.len();
+        self.gathered.push(chunk);
+        if self.gathered_len >= WRITE_BATCH {
+            self.write_out(|_| Ok(())).await?;
+        }
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let (file, _) = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("blob sink already failed"))?;
         let from = self.tmp.clone().expect("a sink has its staging file until committed");
         let target = self.target.clone();
-        // One trip to the blocking pool for both flushes: a small blob is mostly this call.
-        blocking_within(self.deadline, "a commit", move || {
+        // The last batch, the flush and the rename in one trip: a small blob is only this.
+        self.write_out(move |file| {
             file.sync_data()?;
             durable_rename(&from, &target)
         })
@@ -249,5 +279,56 @@ impl BlobSink for LocalSink {
 
     async fn abort(self: Box<Self>) {
         // Dropping the sink removes the staging file.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(blobs: &LocalBlobs, path: &str, len: u64) -> Vec<u8> {
+        let mut body = blobs.read(path, 0..len).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+
+    fn staged(root: &Path) -> usize {
+        std::fs::read_dir(root.join("tmp")).unwrap().count()
+    }
+
+    /// Gathered or written out in batches, a blob is visible only once committed and then
+    /// holds every byte in order; one that is dropped or aborted leaves nothing behind.
+    #[tokio::test]
+    async fn blobs_appear_whole_at_commit_and_leave_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path(), Duration::from_secs(5)).await.unwrap();
+        for (path, len) in [
+            ("blobs/aa/small", 70_000usize),
+            ("blobs/bb/large", 3 * WRITE_BATCH + 123),
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut sink = blobs.create(path).await.unwrap();
+            for chunk in bytes.chunks(16 * 1024) {
+                sink.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+            }
+            assert!(blobs.read(path, 0..1).await.is_err(), "visible before its commit");
+            sink.commit().await.unwrap();
+            assert_eq!(read_all(&blobs, path, len as u64).await, bytes);
+        }
+        assert_eq!(staged(dir.path()), 0);
+
+        let mut dropped = blobs.create("blobs/cc/dropped").await.unwrap();
+        dropped.write(Bytes::from(vec![1; 2 * WRITE_BATCH])).await.unwrap();
+        assert_eq!(staged(dir.path()), 1, "a batch was written out");
+        drop(dropped);
+        let mut aborted = blobs.create("blobs/dd/aborted").await.unwrap();
+        aborted.write(Bytes::from(vec![1; 10])).await.unwrap();
+        aborted.abort().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(staged(dir.path()), 0);
+        assert!(blobs.list("blobs/").await.unwrap().len() == 2);
     }
 }
