@@ -1,7 +1,8 @@
 //! The mirror set measured against a single backend, in the same run:
 //!
 //! 1. write throughput with three mirrors against one (`fs:` directories, so the backends
-//!    themselves cost the same and only the fan-out differs);
+//!    themselves cost the same and only the fan-out differs), read against the disk's own
+//!    ratio for the same durable writes without the relay (see `disk.rs`);
 //! 2. GET latency with the mirror that serves reads killed, after the first failure, against
 //!    the healthy set (three `rclone serve s3` processes standing in for buckets);
 //! 3. the relay's peak memory while streaming objects to an rclone remote, 32 MiB against
@@ -15,6 +16,7 @@
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
+mod disk;
 #[path = "../s3/servers.rs"]
 mod servers;
 
@@ -97,17 +99,59 @@ async fn run(options: Options) -> Result<(), Error> {
     )?;
     let small = Bytes::from(pattern(64 * KIB));
     let large = Bytes::from(pattern(32 * MIB));
-    let figures = one_against_three(options.rounds, [&one, &three], "fs", |addr| {
-        write_throughput(addr, &small, &large)
+    let figures = one_against_three(options.rounds, [&one, &three], "fs", |relay| {
+        write_throughput(relay, &small, &large)
     })
     .await?;
     drop((one, three));
     let small_ops = figures.clone().map(|f| median(f.iter().map(|x| x.0).collect()));
-    let large_mibs = figures.map(|f| median(f.iter().map(|x| x.1).collect()));
+    let large_mibs = figures.clone().map(|f| median(f.iter().map(|x| x.1).collect()));
+    let small_cpu = figures.map(|f| median(f.iter().map(|x| x.2).collect()));
     out.push_str("| Workload (`fs:` directories on one disk unless named) | 1 mirror | 3 mirrors | 3 ÷ 1 | Target |\n|---|---|---|---|---|\n");
     out.push_str(&ratio_row("64 KiB PUT, c=16", "ops/s", small_ops));
     out.push_str(&ratio_row("32 MiB PUT, c=4", "MiB/s", large_mibs));
+    out.push_str(&format!(
+        "| relay CPU per 64 KiB PUT (ms; not a throughput) | {:.3} | {:.3} | {:.2}× | — |\n",
+        small_cpu[0],
+        small_cpu[1],
+        small_cpu[1] / small_cpu[0]
+    ));
 
+    // 1a. The disk's own limit for those two rows, in the same run: one copy and three
+    // measured back to back, three times a round for the quick small writes, since the
+    // shared disk's speed drifts within seconds.
+    let (mut disk_small, mut disk_cpu, mut disk_large) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    for pair in 0..options.rounds * 3 {
+        eprintln!("pair {}/{}: the disk alone", pair + 1, options.rounds * 3);
+        for offset in 0..2 {
+            let index = (pair + offset) % 2;
+            let roots: Vec<PathBuf> = (0..[1, 3][index])
+                .map(|copy| scratch.path().join(format!("disk-{pair}-{copy}")))
+                .collect();
+            let written = disk::durable_writes(&roots, 16, 600, &small)?;
+            disk_small[index].push(written.per_second);
+            disk_cpu[index].push(written.cpu_ms);
+            if pair % 3 == 0 {
+                let written = disk::durable_writes(&roots, 4, 12, &large)?;
+                disk_large[index].push(written.per_second * large.len() as f64 / MIB as f64);
+            }
+        }
+    }
+    // The kernel's CPU for two more copies, from each pair (never below nothing).
+    let cpu_more = median(
+        disk_cpu[1]
+            .iter()
+            .zip(&disk_cpu[0])
+            .map(|(three, one)| (three - one).max(0.0))
+            .collect(),
+    );
+    let disk_small = disk_small.map(median);
+    let disk_large = disk_large.map(median);
+    let disk_cpu = disk_cpu.map(median);
     // 1b. The same with backends that are slow rather than CPU- or disk-bound: each
     // `rclone serve s3` capped at 40 MiB/s. Sequential writes would give 0.33× here.
     let mut limited = Vec::new();
@@ -130,11 +174,14 @@ async fn run(options: Options) -> Result<(), Error> {
     let one = servers::start_haven_relay_with(&dir("limited-one")?, &s3_backends(&limited[..1]), &keys)?;
     let three = servers::start_haven_relay_with(&dir("limited-three")?, &s3_backends(&limited[1..]), &keys)?;
     let large = &large;
-    let limited_mibs = one_against_three(options.rounds, [&one, &three], "bandwidth-limited", |addr| async move {
-        let client = Client::new(addr, ACCESS_KEY, SECRET_KEY);
-        let n = 8;
-        let took = put_many(&client, "large", n, 4, large).await?;
-        Ok((n * large.len()) as f64 / MIB as f64 / took.as_secs_f64())
+    let limited_mibs = one_against_three(options.rounds, [&one, &three], "bandwidth-limited", |relay| {
+        let addr = relay.addr;
+        async move {
+            let client = Client::new(addr, ACCESS_KEY, SECRET_KEY);
+            let n = 8;
+            let took = put_many(&client, "large", n, 4, large).await?;
+            Ok((n * large.len()) as f64 / MIB as f64 / took.as_secs_f64())
+        }
     })
     .await?;
     drop((one, three, limited));
@@ -143,6 +190,45 @@ async fn run(options: Options) -> Result<(), Error> {
         "MiB/s",
         limited_mibs.map(median),
     ));
+    out.push('\n');
+    let mut limits = format!(
+        "| The disk alone (no relay; medians of {} pairs for 64 KiB, {} for 32 MiB) | 1 copy | 3 copies | 3 ÷ 1 | |\n\
+         |---|---|---|---|---|\n",
+        options.rounds * 3,
+        options.rounds
+    );
+    limits.push_str(&limit_row("durable 64 KiB writes, c=16", "ops/s", disk_small));
+    limits.push_str(&format!(
+        "| CPU per 64 KiB object (ms; not a throughput) | {:.3} | {:.3} | {:.2}× | — |\n",
+        disk_cpu[0],
+        disk_cpu[1],
+        disk_cpu[1] / disk_cpu[0]
+    ));
+    limits.push_str(&limit_row("durable 32 MiB writes, c=4", "MiB/s", disk_large));
+    // Three mirrors cannot write faster than the disk writes three copies, nor faster than
+    // one mirror; nor can their CPU per PUT be less than one mirror's plus the kernel's work
+    // for two more copies (the disk-alone CPU figures), on cores shared with the client.
+    let disk_limit = |disk_three: f64, one: f64| (disk_three / one).min(1.0);
+    let cpu_limit = small_cpu[0] / (small_cpu[0] + cpu_more);
+    let small_limit = disk_limit(disk_small[1], small_ops[0]).min(cpu_limit);
+    let large_limit = disk_limit(disk_large[1], large_mibs[0]);
+    limits.push_str(&format!(
+        "\n**Limits, same run.** Three `fs:` mirrors on one disk can write no faster than the disk \
+         writes three copies (the rows above: the mirrors' write, fdatasync, rename and directory fsync \
+         by plain threads, no relay) and no faster than one mirror: at most {:.2}× for 64 KiB PUTs \
+         and {:.2}× for 32 MiB. A 64 KiB PUT is also bound by CPU: two more copies cost at least \
+         the kernel's work for them ({:.3} ms more per object for the disk alone), which allows \
+         {cpu_limit:.2}×. The mirror set reaches {:.2}× of {small_limit:.2}× ({:.0} %) for 64 KiB \
+         and {:.2}× of {large_limit:.2}× ({:.0} %) for 32 MiB.\n",
+        disk_limit(disk_small[1], small_ops[0]),
+        large_limit,
+        cpu_more,
+        small_ops[1] / small_ops[0],
+        100.0 * small_ops[1] / small_ops[0] / small_limit,
+        large_mibs[1] / large_mibs[0],
+        100.0 * large_mibs[1] / large_mibs[0] / large_limit,
+    ));
+    out.push_str(&limits);
     out.push('\n');
 
     // 2. Read latency with the mirror that serves reads down; a fresh set each round.
@@ -207,14 +293,14 @@ async fn run(options: Options) -> Result<(), Error> {
 
 /// Runs `measure` against a one-mirror and a three-mirror relay, alternating which goes
 /// first each round; returns each relay's figures.
-async fn one_against_three<T, F, Fut>(
+async fn one_against_three<'a, T, F, Fut>(
     rounds: usize,
-    relays: [&Server; 2],
+    relays: [&'a Server; 2],
     kind: &str,
     mut measure: F,
 ) -> Result<[Vec<T>; 2], Error>
 where
-    F: FnMut(std::net::SocketAddr) -> Fut,
+    F: FnMut(&'a Server) -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
     for relay in relays {
@@ -227,7 +313,7 @@ where
         for offset in 0..2 {
             let index = (round + offset) % 2;
             eprintln!("round {}/{rounds}: {} {kind} mirror(s)", round + 1, [1, 3][index]);
-            figures[index].push(measure(relays[index].addr).await?);
+            figures[index].push(measure(relays[index]).await?);
         }
     }
     Ok(figures)
@@ -237,6 +323,14 @@ where
 fn ratio_row(workload: &str, unit: &str, [one, three]: [f64; 2]) -> String {
     format!(
         "| {workload} | {one:.1} {unit} | {three:.1} {unit} | {:.2}× | ≥ 0.8× |\n",
+        three / one
+    )
+}
+
+/// A table row for the disk's own one-copy and three-copy figures: the physical limit.
+fn limit_row(workload: &str, unit: &str, [one, three]: [f64; 2]) -> String {
+    format!(
+        "| {workload} | {one:.1} {unit} | {three:.1} {unit} | {:.2}× | (limit) |\n",
         three / one
     )
 }
@@ -257,16 +351,19 @@ async fn put_many(
     .await
 }
 
-/// (64 KiB PUT ops/s at c=16, 32 MiB PUT MiB/s at c=4) against one relay.
-async fn write_throughput(addr: std::net::SocketAddr, small: &Bytes, large: &Bytes) -> Result<(f64, f64), Error> {
-    let client = Client::new(addr, ACCESS_KEY, SECRET_KEY);
+/// (64 KiB PUT ops/s at c=16, 32 MiB PUT MiB/s at c=4, the relay's CPU ms per 64 KiB PUT)
+/// against one relay.
+async fn write_throughput(relay: &Server, small: &Bytes, large: &Bytes) -> Result<(f64, f64, f64), Error> {
+    let client = Client::new(relay.addr, ACCESS_KEY, SECRET_KEY);
     let n_small = 600;
+    let before = cpu_ticks(Some(relay));
     let took = put_many(&client, "small", n_small, 16, small).await?;
     let ops = n_small as f64 / took.as_secs_f64();
+    let cpu_ms = (cpu_ticks(Some(relay)) - before) as f64 * 10.0 / n_small as f64;
     let n_large = 12;
     let took = put_many(&client, "large", n_large, 4, large).await?;
     let mibs = (n_large * large.len()) as f64 / MIB as f64 / took.as_secs_f64();
-    Ok((ops, mibs))
+    Ok((ops, mibs, cpu_ms))
 }
 
 /// Median latency of `n` sequential GETs over the first `keys` keys, in milliseconds.

@@ -16,7 +16,11 @@
 //! The tunnel's physical limit on this machine is not direct HTTP served from the page cache
 //! but a raw iroh stream between two processes: each round also sends 64 MiB over one
 //! bi-stream from this process to a peer process (this bench started again with `--peer`),
-//! and the large S3 transfers through `connect` are reported as a ratio to it.
+//! and the large S3 transfers through `connect` are reported as a ratio to it. Both are timed
+//! in CPU too: a 32 MiB PUT through `connect` keeps three processes busy (the client,
+//! `connect`, the relay, which also hashes and writes), the raw stream two, so on a machine
+//! whose cores are all in use the PUT's best share of the raw stream is the ratio of their CPU
+//! per byte; that limit is printed next to the figure.
 
 // Shared with the S3 bench; listing is not used here.
 #[path = "../s3/client.rs"]
@@ -36,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{Client, Error};
-use common::{median, peak_rss, run_concurrent, today};
+use common::{cpu_time, median, peak_rss, run_concurrent, today};
 use process::{ACCESS_KEY, SECRET_KEY, output, spawn};
 
 const KIB: usize = 1024;
@@ -127,7 +131,7 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
     let mut relay_args = vec!["run", "--s3-addr", "127.0.0.1:0", "--link", &circle, "--data-dir"];
     relay_args.push(path_str(&relay_dir)?);
     relay_args.extend(tunnel_flags);
-    let (_relay, lines) = spawn(&relay_args, &["S3 endpoint:", "relay link:"])?;
+    let (relay, lines) = spawn(&relay_args, &["S3 endpoint:", "relay link:"])?;
     let direct = parse_addr(&lines[0])?;
     let relay_link = lines[1].clone();
 
@@ -145,11 +149,16 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
     let raw_endpoint =
         tunnel::endpoint::bind(iroh::SecretKey::generate(), &iroh_peer::loopback_options(), Vec::new()).await?;
     let mut raw = Vec::new();
+    // CPU seconds per GiB, each round: the large PUT through `connect` (client, `connect`,
+    // relay) and the raw stream (sender, receiver).
+    let mut cpu: Vec<([f64; 3], [f64; 2])> = Vec::new();
+    let me = std::process::id();
 
     let mut ratios: Vec<Vec<(f64, f64)>> = WORKLOADS.iter().map(|_| Vec::new()).collect();
     let mut chunked: Vec<(f64, f64)> = Vec::new();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
+        let mut put_cpu = [0.0; 3];
         for (i, w) in WORKLOADS.iter().enumerate() {
             let body = Bytes::from(vec![0x5a; w.size]);
             // Alternate which path goes first, so neither always meets a warmer cache.
@@ -160,21 +169,30 @@ async fn run(rounds: usize, write: Option<PathBuf>) -> Result<(), Error> {
             };
             let mut figures = [0.0; 2];
             for client in order {
-                let figure = measure(client, w, &body).await?;
                 let slot = if std::ptr::eq(client, &via_http) { 0 } else { 1 };
-                figures[slot] = figure;
+                let timed = w.put && w.size >= MIB && slot == 1;
+                let pids = [me, connect.0.id(), relay.0.id()];
+                let before = cpu_times(pids)?;
+                figures[slot] = measure(client, w, &body).await?;
+                if timed {
+                    put_cpu = per_gib(before, cpu_times(pids)?, w.count * w.size);
+                }
             }
             ratios[i].push((figures[0], figures[1]));
         }
         chunked.push(chunked_vs_plain(&via_tunnel, round).await?);
         let (mut send, mut recv) = iroh_peer::direct_stream(&raw_endpoint, &peer.addr).await?;
+        let before = cpu_times([me, peer.pid()])?;
         let took = iroh_peer::bulk(&mut send, &mut recv, RAW_BYTES).await?;
+        let raw_cpu = per_gib(before, cpu_times([me, peer.pid()])?, RAW_BYTES);
         raw.push(RAW_BYTES as f64 / MIB as f64 / took.as_secs_f64());
+        cpu.push((put_cpu, raw_cpu));
     }
     let connect_rss = peak_rss(connect.0.id())?;
     let mut markdown = report(rounds, &ratios, connect_rss, first_request);
     markdown.push_str(&chunked_report(&chunked));
     markdown.push_str(&raw_report(&ratios, &raw));
+    markdown.push_str(&cpu_report(&ratios, &raw, &cpu));
     println!("{markdown}");
     if let Some(path) = write {
         common::write_section(&path, "tunnel", &markdown)?;
@@ -282,6 +300,46 @@ fn raw_report(figures: &[Vec<(f64, f64)>], raw: &[f64]) -> String {
         ));
     }
     out
+}
+
+/// Each process's CPU time, by pid.
+fn cpu_times<const N: usize>(pids: [u32; N]) -> Result<[Duration; N], Error> {
+    let mut out = [Duration::ZERO; N];
+    for (slot, pid) in out.iter_mut().zip(pids) {
+        *slot = cpu_time(pid)?;
+    }
+    Ok(out)
+}
+
+/// CPU seconds each process spent per GiB of `bytes` moved.
+fn per_gib<const N: usize>(before: [Duration; N], after: [Duration; N], bytes: usize) -> [f64; N] {
+    let gib = bytes as f64 / (1024.0 * MIB as f64);
+    std::array::from_fn(|i| (after[i] - before[i]).as_secs_f64() / gib)
+}
+
+/// Where a large PUT through `connect` spends its CPU, against the raw stream, and the best
+/// share of the raw stream the PUT can have when the cores, not the tunnel, are the limit.
+fn cpu_report(figures: &[Vec<(f64, f64)>], raw: &[f64], cpu: &[([f64; 3], [f64; 2])]) -> String {
+    let put = |i: usize| median(cpu.iter().map(|c| c.0[i]).collect());
+    let stream = |i: usize| median(cpu.iter().map(|c| c.1[i]).collect());
+    let (client, connect, relay) = (put(0), put(1), put(2));
+    let (sender, receiver) = (stream(0), stream(1));
+    let limit = (sender + receiver) / (client + connect + relay);
+    let Some(large_put) = WORKLOADS.iter().position(|w| w.put && w.size >= MIB) else {
+        return String::new();
+    };
+    let share = median(figures[large_put].iter().zip(raw).map(|(r, raw)| r.1 / raw).collect());
+    format!(
+        "\n| CPU seconds per GiB | client / sender | `connect` | relay / receiver | all |\n\
+         |---|---:|---:|---:|---:|\n\
+         | 32 MiB PUT, c=4, through `connect` | {client:.2} | {connect:.2} | {relay:.2} | {:.2} |\n\
+         | raw iroh stream | {sender:.2} | — | {receiver:.2} | {:.2} |\n\n\
+         With every core busy, the PUT's best share of the raw stream is the raw stream's CPU per byte \
+         over the PUT's: {limit:.2}× here. The PUT reaches {share:.2}×, {:.0} % of that.\n",
+        client + connect + relay,
+        sender + receiver,
+        100.0 * share / limit,
+    )
 }
 
 fn report(rounds: usize, figures: &[Vec<(f64, f64)>], connect_rss: u64, first_request: Duration) -> String {
