@@ -79,7 +79,8 @@ pub enum InvalidArgument {
     NoParts,
 }
 
-/// A store configured in a way it cannot run.
+/// A store configured in a way it cannot run (found at start, or by a background task that
+/// uses the configuration, such as the S3 upload janitor).
 #[derive(Debug, thiserror::Error)]
 pub enum Setup {
     #[error("a mirror set needs at least one backend")]

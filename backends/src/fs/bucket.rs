@@ -17,7 +17,8 @@ use super::layout::Layout;
 use crate::error::{Result, StoreError};
 use crate::index::{Entry, Index};
 use crate::model::{BucketInfo, now_ms};
-use crate::names::check_bucket_name;
+use crate::names::{check_bucket_name, check_upload_id};
+use crate::upload_area::UPLOAD_FILE;
 
 /// Writes to different keys commit in parallel; writes to one key take turns.
 const KEY_LOCK_STRIPES: usize = 64;
@@ -127,24 +128,25 @@ pub(crate) fn load_all(layout: &Layout) -> Result<HashMap<String, std::sync::Arc
     Ok(buckets)
 }
 
-/// Whether `buckets/<name>/` is a bucket. A bucket is made whole in staging and renamed into
-/// place, so a directory without `bucket.json` was not made by creating a bucket: one that
-/// holds no objects is what an upload of a deleted bucket left behind (older versions could
-/// recreate it), and is removed; one holding objects lost the file, which is written again
-/// rather than hiding them or refusing to start.
+/// Whether `buckets/<name>/` is a bucket. A bucket is made whole in staging (with its
+/// `objects/`, `uploads/`, `blobs/` and `docs/`) and renamed into place, so a directory
+/// without `bucket.json` was not made by creating a bucket: one without `objects/` is what an
+/// upload of a deleted bucket left behind (older versions could recreate `uploads/<id>/`),
+/// and is removed; any other lost the file, which is written again rather than hiding what
+/// the bucket holds or refusing to start.
 fn settle_bucket_file(layout: &Layout, name: &str) -> Result<bool> {
     let dir = layout.bucket_dir(name);
     let file = dir.join("bucket.json");
     if file.exists() || !dir.is_dir() {
         return Ok(dir.is_dir());
     }
-    if read_dir_if_exists(&dir.join("objects"))?.next().is_none() {
-        tracing::warn!("removing a bucket directory without bucket.json or objects (left by a deleted bucket)");
+    if !dir.join("objects").exists() {
+        tracing::warn!("removing a directory under buckets/ that is not a bucket (left by a deleted bucket)");
         std::fs::remove_dir_all(&dir)?;
         blob::sync_dir(&layout.buckets_dir())?;
         return Ok(false);
     }
-    tracing::warn!("a bucket directory holding objects had lost its bucket.json; writing it again");
+    tracing::warn!("a bucket directory had lost its bucket.json; writing it again");
     let created = std::fs::metadata(&dir)?
         .modified()
         .unwrap_or_else(|_| SystemTime::now());
@@ -183,12 +185,24 @@ fn load_bucket(layout: &Layout, name: &str) -> Result<Bucket> {
             }
         }
     }
-    // Blobs no object refers to are leftovers of a crash between two renames.
+    // Blobs no object refers to are leftovers of a crash between two renames. One that still
+    // holds its upload.json is an upload whose completion never committed: it goes back to
+    // `uploads/` for the client's retry, instead of taking the parts it was told were stored.
     let referenced: HashSet<&str> = index.blobs().collect();
     for blob_dir in read_dir_if_exists(&dir.join("blobs"))? {
         let blob_dir = blob_dir?;
-        if !blob_dir.file_name().to_str().is_some_and(|n| referenced.contains(n)) {
-            std::fs::remove_dir_all(blob_dir.path())?;
+        let id = blob_dir.file_name().to_str().map(str::to_owned);
+        if id.as_deref().is_some_and(|id| referenced.contains(id)) {
+            continue;
+        }
+        let upload = id
+            .filter(|id| check_upload_id(id).is_ok())
+            .map(|id| layout.upload_dir(name, &id));
+        match upload {
+            Some(upload) if blob_dir.path().join(UPLOAD_FILE).exists() && !upload.exists() => {
+                blob::durable_rename(&blob_dir.path(), &upload)?;
+            }
+            _ => std::fs::remove_dir_all(blob_dir.path())?,
         }
     }
     Ok(Bucket::new(name.to_owned(), file.created_ms, index))
@@ -212,13 +226,14 @@ mod tests {
 
     /// A relay starts whatever it finds under `buckets/`: a directory an upload of a deleted
     /// bucket left behind is cleared away (the bucket stays deleted), and a bucket that lost
-    /// its `bucket.json` keeps its objects.
+    /// its `bucket.json` stays, with its objects, and so does an empty one.
     #[tokio::test]
     async fn bucket_directories_without_bucket_json_neither_stop_a_start_nor_lose_objects() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = FsStore::open(dir.path()).await.unwrap();
             store.create_bucket("kept").await.unwrap();
+            store.create_bucket("empty").await.unwrap();
             let body = Box::pin(futures::stream::once(async { Ok(Bytes::from_static(b"data")) }));
             let attrs = ObjectAttrs::default();
             let put = store.put_object("kept", "k", attrs, body, PutOptions::default());
@@ -226,6 +241,7 @@ mod tests {
         }
         let buckets = dir.path().join("buckets");
         std::fs::remove_file(buckets.join("kept/bucket.json")).unwrap();
+        std::fs::remove_file(buckets.join("empty/bucket.json")).unwrap();
         let stray = buckets.join("gone/uploads/0123456789abcdef0123456789abcdef");
         std::fs::create_dir_all(&stray).unwrap();
         std::fs::write(stray.join("upload.json"), b"{}").unwrap();
@@ -238,7 +254,7 @@ mod tests {
             .into_iter()
             .map(|b| b.name)
             .collect();
-        assert_eq!(names, ["kept"]);
+        assert_eq!(names, ["empty", "kept"]);
         assert_eq!(store.head_object("kept", "k").await.unwrap().size, 4);
         assert!(!buckets.join("gone").exists());
         assert!(buckets.join("kept/bucket.json").exists());

@@ -136,12 +136,49 @@ mod tests {
             .complete_multipart("bkt", "k", &id, &completed(&new.etag), opts)
             .await
             .unwrap();
-        let mut read = store.get_object("bkt", "k", None).await.unwrap().body;
+        assert_eq!(read(&store, "k").await, b"new bytes");
+        assert_eq!(meta.size, 9);
+    }
+
+    /// A relay killed between a completion's renames (the upload already moved into
+    /// `blobs/`, no object yet) gives the upload back at the next start, for the client's
+    /// retry, instead of removing the parts it was told were stored.
+    #[tokio::test]
+    async fn a_completion_cut_between_its_renames_leaves_the_upload_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, part) = {
+            let store = FsStore::open(dir.path()).await.unwrap();
+            store.create_bucket("bkt").await.unwrap();
+            let id = store
+                .create_multipart("bkt", "k", ObjectAttrs::default(), None)
+                .await
+                .unwrap();
+            let part = store.upload_part("bkt", "k", &id, 1, body(b"kept"), PutOptions::default());
+            (id.clone(), part.await.unwrap())
+        };
+        let bucket = dir.path().join("buckets/bkt");
+        std::fs::rename(bucket.join("uploads").join(&id), bucket.join("blobs").join(&id)).unwrap();
+
+        let store = FsStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.list_parts("bkt", "k", &id).await.unwrap().parts.len(), 1);
+        let completed = [CompletedPart {
+            part_number: 1,
+            etag: part.etag,
+        }];
+        let opts = PutOptions::default();
+        store
+            .complete_multipart("bkt", "k", &id, &completed, opts)
+            .await
+            .unwrap();
+        assert_eq!(read(&store, "k").await, b"kept");
+    }
+
+    async fn read(store: &FsStore, key: &str) -> Vec<u8> {
+        let mut body = store.get_object("bkt", key, None).await.unwrap().body;
         let mut bytes = Vec::new();
-        while let Some(chunk) = read.next().await {
+        while let Some(chunk) = body.next().await {
             bytes.extend_from_slice(&chunk.unwrap());
         }
-        assert_eq!(bytes, b"new bytes");
-        assert_eq!(meta.size, 9);
+        bytes
     }
 }

@@ -26,7 +26,8 @@ use crate::store::ByteStream;
 mod assembly;
 pub(crate) use assembly::{Assembly, CheckedParts};
 
-const UPLOAD_FILE: &str = "upload.json";
+/// In every upload's directory; a blob directory holding it is an upload not yet published.
+pub(crate) const UPLOAD_FILE: &str = "upload.json";
 const MAX_PART_NUMBER: u32 = 10_000;
 
 #[derive(Serialize, Deserialize)]
