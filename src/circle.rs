@@ -10,6 +10,21 @@ use tunnel::members;
 const CIRCLE_FILE: &str = "circle-link";
 const RELAY_LINK_FILE: &str = "relay-link";
 
+/// A new circle for members without the app: a random id and `members`.
+pub fn new_link(members: Vec<tunnel::EndpointId>) -> anyhow::Result<CircleLink> {
+    anyhow::ensure!(
+        members.len() <= tunnel::link::MAX_MEMBERS,
+        "a circle link holds at most {} members; add the others with `members add`",
+        tunnel::link::MAX_MEMBERS
+    );
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("no randomness for a circle id: {e}"))?;
+    Ok(CircleLink {
+        circle: tunnel::link::CircleId(id),
+        members,
+    })
+}
+
 /// The remembered circle link, if this relay has joined one.
 pub fn load(data_dir: &Path) -> anyhow::Result<Option<CircleLink>> {
     let file = data_dir.join(CIRCLE_FILE);

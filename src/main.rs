@@ -67,6 +67,12 @@ enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// Make a circle link without the app, for members that use the relay through
+    /// `connect` only (restic, rclone, the aws CLI).
+    Circle {
+        #[command(subcommand)]
+        action: CircleAction,
+    },
     /// Forward a local TCP port to a relay over the tunnel, for standard S3 tools.
     Connect(ConnectArgs),
     /// Round-trip a small blob through every configured backend, and show the limits `run`
@@ -147,6 +153,18 @@ enum ConfigAction {
 }
 
 #[derive(Subcommand)]
+enum CircleAction {
+    /// Print a new circle's link (a random circle id and the members given), to start the
+    /// relay with: `run --link LINK`.
+    New {
+        /// A member's node id, as `haven-relay id` prints it on that machine (repeatable;
+        /// more can join later with `members add`).
+        #[arg(long = "member", value_name = "NODE_ID")]
+        members: Vec<EndpointId>,
+    },
+}
+
+#[derive(Subcommand)]
 enum MembersAction {
     /// Print every member's node id, one per line.
     List,
@@ -211,6 +229,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Link => print_link(&data_dir),
+        Command::Circle {
+            action: CircleAction::New { members },
+        } => {
+            say!("{}", haven_relay::circle::new_link(members)?);
+            Ok(())
+        }
         Command::Config { action } => {
             let show = matches
                 .subcommand_matches("config")

@@ -208,11 +208,16 @@ fn circle_link_tunnel_and_connect_with_the_aws_cli() {
         member,
         "stable id"
     );
-    let circle = tunnel::link::CircleLink {
-        circle: tunnel::link::CircleId([5; 16]),
-        members: vec![member.parse().unwrap()],
-    }
-    .to_string();
+    // A circle made without the app, as a restic-only user would.
+    let circle = stdout_of(&["circle", "new", "--member", &member]).trim().to_owned();
+    let parsed: tunnel::link::CircleLink = circle.parse().unwrap();
+    assert_eq!(parsed.members, [member.parse().unwrap()]);
+    let other = stdout_of(&["circle", "new"])
+        .trim()
+        .parse::<tunnel::link::CircleLink>()
+        .unwrap();
+    assert!(other.members.is_empty());
+    assert_ne!(other.circle, parsed.circle, "each circle gets its own random id");
 
     let tunnel_flags = ["--iroh-relay", "disabled", "--iroh-addr", "127.0.0.1:0"];
     let run = |link: Option<&str>| {
