@@ -23,6 +23,8 @@ macro_rules! say {
     }};
 }
 
+mod circle_commands;
+
 #[derive(Parser)]
 #[command(
     name = "haven-relay",
@@ -65,13 +67,13 @@ enum Command {
     /// Show or change who may reach this relay through the tunnel.
     Members {
         #[command(subcommand)]
-        action: MembersAction,
+        action: circle_commands::MembersAction,
     },
     /// Make a circle link without the app, for members that use the relay through
     /// `connect` only (restic, rclone, the aws CLI).
     Circle {
         #[command(subcommand)]
-        action: CircleAction,
+        action: circle_commands::CircleAction,
     },
     /// Forward a local TCP port to a relay over the tunnel, for standard S3 tools.
     Connect(ConnectArgs),
@@ -152,34 +154,6 @@ enum ConfigAction {
     },
 }
 
-#[derive(Subcommand)]
-enum CircleAction {
-    /// Print a new circle's link (a random circle id and the members given), to start the
-    /// relay with: `run --link LINK`.
-    New {
-        /// A member's node id, as `haven-relay id` prints it on that machine (repeatable;
-        /// more can join later with `members add`).
-        #[arg(long = "member", value_name = "NODE_ID")]
-        members: Vec<EndpointId>,
-    },
-}
-
-#[derive(Subcommand)]
-enum MembersAction {
-    /// Print every member's node id, one per line.
-    List,
-    /// Let a node in (a running relay admits it within a second).
-    Add {
-        /// The node id to admit, as `haven-relay id` prints it on that machine.
-        node_id: EndpointId,
-    },
-    /// Shut a node out; its open connections are cut within a second.
-    Remove {
-        /// The node id to remove.
-        node_id: EndpointId,
-    },
-}
-
 #[derive(Args)]
 struct CredentialsArgs {
     #[command(flatten)]
@@ -228,13 +202,8 @@ async fn main() -> anyhow::Result<()> {
             say!("{}", tunnel::identity::load_or_create(&data_dir)?.public());
             Ok(())
         }
-        Command::Link => print_link(&data_dir),
-        Command::Circle {
-            action: CircleAction::New { members },
-        } => {
-            say!("{}", haven_relay::circle::new_link(members)?);
-            Ok(())
-        }
+        Command::Link => circle_commands::print_link(&data_dir),
+        Command::Circle { action } => circle_commands::circle(action),
         Command::Config { action } => {
             let show = matches
                 .subcommand_matches("config")
@@ -255,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         },
-        Command::Members { action } => members(&data_dir, action),
+        Command::Members { action } => circle_commands::members(&data_dir, action),
         Command::Connect(args) => connect(data_dir, args).await,
         Command::Doctor(args) => doctor(data_dir_arg, &args).await,
         Command::Send(args) => send(data_dir.clone(), args)
@@ -424,10 +393,10 @@ async fn run(data_dir: Option<PathBuf>, args: RunArgs) -> anyhow::Result<()> {
         say!(
             "  circle:       {} ({})",
             circle.circle,
-            members_count(tunnel::members::load(&config.data_dir)?.len())
+            circle_commands::members_count(tunnel::members::load(&config.data_dir)?.len())
         );
         say!("  relay link:   {link}");
-        say!("{}", qr(&link.to_string()));
+        say!("{}", circle_commands::qr(&link.to_string()));
         say!("Scan the code (or paste the relay link) in the app to add this relay.");
     }
     say!("Press Ctrl-C to stop.");
@@ -488,58 +457,6 @@ fn print_credentials(data_dir: Option<PathBuf>, args: &CredentialsArgs) -> anyho
     Ok(())
 }
 
-fn print_link(data_dir: &Path) -> anyhow::Result<()> {
-    let link = match circle::load_relay_link(data_dir)? {
-        Some(link) => link,
-        None => {
-            let circle = circle::load(data_dir)?.context(
-                "this relay has not joined a circle yet: run `haven-relay run --link \"haven-relay://circle#…\"` first",
-            )?;
-            RelayLink {
-                circle: circle.circle,
-                relay: tunnel::identity::load_or_create(data_dir)?.public(),
-                relay_url: None,
-                direct_addrs: Vec::new(),
-            }
-        }
-    };
-    say!("node id:    {}", link.relay);
-    say!("relay link: {link}");
-    say!("{}", qr(&link.to_string()));
-    Ok(())
-}
-
-fn members(data_dir: &Path, action: MembersAction) -> anyhow::Result<()> {
-    let mut all = tunnel::members::load(data_dir)?;
-    match action {
-        MembersAction::List => {
-            if all.is_empty() {
-                // On stderr, so that `members list | wc -l` still counts members.
-                eprintln!("no members yet: `haven-relay run --link …` joins the app's circle");
-            }
-            for member in &all {
-                say!("{member}");
-            }
-            return Ok(());
-        }
-        MembersAction::Add { node_id } => {
-            if !all.insert(node_id) {
-                say!("{node_id} is already a member");
-                return Ok(());
-            }
-        }
-        MembersAction::Remove { node_id } => {
-            anyhow::ensure!(all.remove(&node_id), "{node_id} is not a member");
-        }
-    }
-    tunnel::members::save(data_dir, &all)?;
-    say!(
-        "{}; a running relay picks the change up within a second",
-        members_count(all.len())
-    );
-    Ok(())
-}
-
 async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let link: RelayLink = args.relay_link.parse().context("relay link")?;
@@ -577,17 +494,6 @@ async fn connect(data_dir: PathBuf, args: ConnectArgs) -> anyhow::Result<()> {
 }
 
 /// A QR code drawn with Unicode half blocks, two modules per character cell.
-fn qr(text: &str) -> String {
-    match qrcode::QrCode::new(text.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .build(),
-        Err(_) => String::from("(the link is too long for a QR code)"),
-    }
-}
-
 /// A refusal by the relay, said so that whoever runs the relay can act on it: this node's id
 /// and the command that admits it. Other errors pass unchanged.
 fn explain_refusal(e: anyhow::Error, data_dir: &Path) -> anyhow::Error {
@@ -607,14 +513,6 @@ fn explain_refusal(e: anyhow::Error, data_dir: &Path) -> anyhow::Error {
             )
         }
         _ => e,
-    }
-}
-
-fn members_count(n: usize) -> String {
-    if n == 1 {
-        "1 member".into()
-    } else {
-        format!("{n} members")
     }
 }
 
