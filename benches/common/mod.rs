@@ -97,6 +97,23 @@ fn proc_status_bytes(pid: u32, field: &str) -> Result<u64, Error> {
     Ok(kib * 1024)
 }
 
+/// Each process's CPU time, by pid.
+#[allow(dead_code)]
+pub fn cpu_times<const N: usize>(pids: [u32; N]) -> Result<[Duration; N], Error> {
+    let mut out = [Duration::ZERO; N];
+    for (slot, pid) in out.iter_mut().zip(pids) {
+        *slot = cpu_time(pid)?;
+    }
+    Ok(out)
+}
+
+/// CPU seconds each process spent per GiB of `bytes` moved.
+#[allow(dead_code)]
+pub fn per_gib<const N: usize>(before: [Duration; N], after: [Duration; N], bytes: usize) -> [f64; N] {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    std::array::from_fn(|i| (after[i] - before[i]).as_secs_f64() / gib)
+}
+
 pub fn today() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     time::OffsetDateTime::now_utc().format(format).unwrap_or_default()

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use client::{Client, Error};
-use common::{median, run_concurrent, today};
+use common::{cpu_time, median, run_concurrent, today};
 use servers::{ACCESS_KEY, SECRET_KEY, Server};
 
 const KIB: usize = 1024;
@@ -108,13 +108,13 @@ async fn run(options: Options) -> Result<(), Error> {
     let large_mibs = figures.clone().map(|f| median(f.iter().map(|x| x.1).collect()));
     let small_cpu = figures.map(|f| median(f.iter().map(|x| x.2).collect()));
     out.push_str("| Workload (`fs:` directories on one disk unless named) | 1 mirror | 3 mirrors | 3 ÷ 1 | Target |\n|---|---|---|---|---|\n");
-    out.push_str(&ratio_row("64 KiB PUT, c=16", "ops/s", small_ops));
-    out.push_str(&ratio_row("32 MiB PUT, c=4", "MiB/s", large_mibs));
-    out.push_str(&format!(
-        "| relay CPU per 64 KiB PUT (ms; not a throughput) | {:.3} | {:.3} | {:.2}× | — |\n",
-        small_cpu[0],
-        small_cpu[1],
-        small_cpu[1] / small_cpu[0]
+    out.push_str(&row("64 KiB PUT, c=16", small_ops, ops, TARGET));
+    out.push_str(&row("32 MiB PUT, c=4", large_mibs, mibs, TARGET));
+    out.push_str(&row(
+        "relay CPU per 64 KiB PUT (ms; not a throughput)",
+        small_cpu,
+        ms,
+        "—",
     ));
 
     // 1a. The disk's own limit for those two rows, in the same run: one copy and three
@@ -185,10 +185,11 @@ async fn run(options: Options) -> Result<(), Error> {
     })
     .await?;
     drop((one, three, limited));
-    out.push_str(&ratio_row(
+    out.push_str(&row(
         "32 MiB PUT, c=4, `rclone serve s3 --bwlimit 40M` backends",
-        "MiB/s",
         limited_mibs.map(median),
+        mibs,
+        TARGET,
     ));
     out.push('\n');
     let mut limits = format!(
@@ -197,14 +198,9 @@ async fn run(options: Options) -> Result<(), Error> {
         options.rounds * 3,
         options.rounds
     );
-    limits.push_str(&limit_row("durable 64 KiB writes, c=16", "ops/s", disk_small));
-    limits.push_str(&format!(
-        "| CPU per 64 KiB object (ms; not a throughput) | {:.3} | {:.3} | {:.2}× | — |\n",
-        disk_cpu[0],
-        disk_cpu[1],
-        disk_cpu[1] / disk_cpu[0]
-    ));
-    limits.push_str(&limit_row("durable 32 MiB writes, c=4", "MiB/s", disk_large));
+    limits.push_str(&row("durable 64 KiB writes, c=16", disk_small, ops, "(limit)"));
+    limits.push_str(&row("CPU per 64 KiB object (ms; not a throughput)", disk_cpu, ms, "—"));
+    limits.push_str(&row("durable 32 MiB writes, c=4", disk_large, mibs, "(limit)"));
     // Three mirrors cannot write faster than the disk writes three copies, nor faster than
     // one mirror; nor can their CPU per PUT be less than one mirror's plus the kernel's work
     // for two more copies (the disk-alone CPU figures), on cores shared with the client.
@@ -319,20 +315,31 @@ where
     Ok(figures)
 }
 
-/// A table row: the one-mirror and three-mirror medians and their ratio against ≥ 0.8×.
-fn ratio_row(workload: &str, unit: &str, [one, three]: [f64; 2]) -> String {
+/// The mirror set's target for three mirrors against one.
+const TARGET: &str = "≥ 0.8×";
+
+/// A table row: the figures for one and for three (mirrors or copies), their ratio, and what
+/// the ratio is held to.
+fn row(workload: &str, [one, three]: [f64; 2], figure: fn(f64) -> String, held_to: &str) -> String {
     format!(
-        "| {workload} | {one:.1} {unit} | {three:.1} {unit} | {:.2}× | ≥ 0.8× |\n",
+        "| {workload} | {} | {} | {:.2}× | {held_to} |\n",
+        figure(one),
+        figure(three),
         three / one
     )
 }
 
-/// A table row for the disk's own one-copy and three-copy figures: the physical limit.
-fn limit_row(workload: &str, unit: &str, [one, three]: [f64; 2]) -> String {
-    format!(
-        "| {workload} | {one:.1} {unit} | {three:.1} {unit} | {:.2}× | (limit) |\n",
-        three / one
-    )
+fn ops(x: f64) -> String {
+    format!("{x:.1} ops/s")
+}
+
+fn mibs(x: f64) -> String {
+    format!("{x:.1} MiB/s")
+}
+
+/// Milliseconds, named in the row's label.
+fn ms(x: f64) -> String {
+    format!("{x:.3}")
 }
 
 /// PUTs `body` as `bench/<prefix>-0..n` with `concurrency` workers; the batch's wall time.
@@ -356,10 +363,10 @@ async fn put_many(
 async fn write_throughput(relay: &Server, small: &Bytes, large: &Bytes) -> Result<(f64, f64, f64), Error> {
     let client = Client::new(relay.addr, ACCESS_KEY, SECRET_KEY);
     let n_small = 600;
-    let before = cpu_ticks(Some(relay));
+    let before = cpu_time(relay.pid())?;
     let took = put_many(&client, "small", n_small, 16, small).await?;
     let ops = n_small as f64 / took.as_secs_f64();
-    let cpu_ms = (cpu_ticks(Some(relay)) - before) as f64 * 10.0 / n_small as f64;
+    let cpu_ms = (cpu_time(relay.pid())? - before).as_secs_f64() * 1000.0 / n_small as f64;
     let n_large = 12;
     let took = put_many(&client, "large", n_large, 4, large).await?;
     let mibs = (n_large * large.len()) as f64 / MIB as f64 / took.as_secs_f64();

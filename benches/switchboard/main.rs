@@ -25,7 +25,7 @@ mod process;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{cpu_time, median, rss, today};
+use common::{cpu_times, median, per_gib, rss, today};
 use iroh::SecretKey;
 use iroh_peer::{bulk, direct_stream, loopback_options, round_trips, spawn_peer};
 use process::{Error, spawn};
@@ -48,17 +48,6 @@ struct Round {
     pipe_rtt: Duration,
     direct_cpu: [f64; 3],
     pipe_cpu: [f64; 3],
-}
-
-/// CPU time so far of this process, the relay and the peer.
-fn cpu_times(pids: [u32; 3]) -> Result<[Duration; 3], Error> {
-    Ok([cpu_time(pids[0])?, cpu_time(pids[1])?, cpu_time(pids[2])?])
-}
-
-/// CPU seconds per GiB moved, per process, between two readings.
-fn per_gib(before: [Duration; 3], after: [Duration; 3], bytes: usize) -> [f64; 3] {
-    let gib = bytes as f64 / (1u64 << 30) as f64;
-    [0, 1, 2].map(|i| (after[i] - before[i]).as_secs_f64() / gib)
 }
 
 fn main() -> Result<(), Error> {

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{Client, Error};
-use common::{cpu_time, median, peak_rss, run_concurrent, today};
+use common::{cpu_times, median, peak_rss, per_gib, run_concurrent, today};
 use process::{ACCESS_KEY, SECRET_KEY, output, spawn};
 
 const KIB: usize = 1024;
@@ -300,21 +300,6 @@ fn raw_report(figures: &[Vec<(f64, f64)>], raw: &[f64]) -> String {
         ));
     }
     out
-}
-
-/// Each process's CPU time, by pid.
-fn cpu_times<const N: usize>(pids: [u32; N]) -> Result<[Duration; N], Error> {
-    let mut out = [Duration::ZERO; N];
-    for (slot, pid) in out.iter_mut().zip(pids) {
-        *slot = cpu_time(pid)?;
-    }
-    Ok(out)
-}
-
-/// CPU seconds each process spent per GiB of `bytes` moved.
-fn per_gib<const N: usize>(before: [Duration; N], after: [Duration; N], bytes: usize) -> [f64; N] {
-    let gib = bytes as f64 / (1024.0 * MIB as f64);
-    std::array::from_fn(|i| (after[i] - before[i]).as_secs_f64() / gib)
 }
 
 /// Where a large PUT through `connect` spends its CPU, against the raw stream, and the best

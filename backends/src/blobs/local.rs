@@ -105,7 +105,6 @@ struct LocalSink {
     file: Option<(std::fs::File, Writeback)>,
     /// Chunks not written yet.
     gathered: Vec<Bytes>,
-    gathered_len: usize,
     /// Set once a call failed or timed out: the file stays with the stuck call.
     failed: bool,
     /// The staging file, removed on drop unless committed.
@@ -141,7 +140,6 @@ impl LocalSink {
         let open = self.file.take();
         let tmp = self.tmp.clone().expect("a sink has its staging file until committed");
         let chunks = std::mem::take(&mut self.gathered);
-        self.gathered_len = 0;
         // Marked failed until the trip returns: a timeout leaves the file with the stuck call.
         self.failed = true;
         let (file, writeback, out) = blocking_within(self.deadline, "a write", move || {
@@ -173,7 +171,6 @@ impl Blobs for LocalBlobs {
         Ok(Box::new(LocalSink {
             file: None,
             gathered: Vec::new(),
-            gathered_len: 0,
             failed: false,
             tmp: Some(tmp),
             target,
@@ -256,9 +253,8 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<BlobEntry>) -> io::Result<()> 
 #[async_trait::async_trait]
 impl BlobSink for LocalSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.gathered_len += chunk.len();
         self.gathered.push(chunk);
-        if self.gathered_len >= WRITE_BATCH {
+        if self.gathered.iter().map(Bytes::len).sum::<usize>() >= WRITE_BATCH {
             self.write_out(|_| Ok(())).await?;
         }
         Ok(())

@@ -93,12 +93,7 @@ mod tests {
     #[tokio::test]
     async fn a_part_uploaded_again_during_its_completion_is_not_published_under_the_old_etag() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::open(dir.path()).await.unwrap();
-        store.create_bucket("bkt").await.unwrap();
-        let id = store
-            .create_multipart("bkt", "k", ObjectAttrs::default(), None)
-            .await
-            .unwrap();
+        let (store, id) = store_with_upload(dir.path()).await;
         let put = |bytes| store.upload_part("bkt", "k", &id, 1, body(bytes), PutOptions::default());
         let old = put(b"old bytes").await.unwrap();
         let completed = |etag: &str| {
@@ -147,12 +142,7 @@ mod tests {
     async fn a_completion_cut_between_its_renames_leaves_the_upload_to_retry() {
         let dir = tempfile::tempdir().unwrap();
         let (id, part) = {
-            let store = FsStore::open(dir.path()).await.unwrap();
-            store.create_bucket("bkt").await.unwrap();
-            let id = store
-                .create_multipart("bkt", "k", ObjectAttrs::default(), None)
-                .await
-                .unwrap();
+            let (store, id) = store_with_upload(dir.path()).await;
             let part = store.upload_part("bkt", "k", &id, 1, body(b"kept"), PutOptions::default());
             (id.clone(), part.await.unwrap())
         };
@@ -171,6 +161,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(read(&store, "k").await, b"kept");
+    }
+
+    /// A store in `dir` with bucket `bkt` and an upload for key `k`.
+    async fn store_with_upload(dir: &std::path::Path) -> (FsStore, String) {
+        let store = FsStore::open(dir).await.unwrap();
+        store.create_bucket("bkt").await.unwrap();
+        let attrs = ObjectAttrs::default();
+        let id = store.create_multipart("bkt", "k", attrs, None).await.unwrap();
+        (store, id)
     }
 
     async fn read(store: &FsStore, key: &str) -> Vec<u8> {
