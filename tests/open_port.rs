@@ -234,9 +234,13 @@ async fn a_client_over_its_rate_is_told_to_slow_down() {
     let stored = common::list_keys(&r.client, &bucket).await;
     assert_eq!(stored.len(), 40 - slowed.len(), "{stored:?}");
     assert!(slowed.iter().all(|k| !stored.contains(k)), "{stored:?}");
-    // The SDK retries SlowDown with backoff and gets through.
+    // The SDK retries SlowDown with backoff and gets through. Its default of three attempts
+    // with full jitter can, by chance, retry twice before a token comes back (0.2 s at 5 per
+    // second), so the client is given the attempts a client behind a busy relay would use.
+    let retry = aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(10);
+    let patient = aws_sdk_s3::Client::from_conf(r.client.config().to_builder().retry_config(retry).build());
     for i in 0..10 {
-        r.client
+        patient
             .put_object()
             .bucket(&bucket)
             .key(format!("sdk{i}"))
